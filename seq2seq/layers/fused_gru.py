@@ -1,0 +1,182 @@
+"""A whole GRU sequence in one call: hoisted input projection, lean recurrent
+step, and a hand-written backward pass (BPTT) whose weight gradients are single
+matmuls over all time steps, as cuDNN does it.
+
+On a CPU the cost of a recurrent layer is the sequential chain of small ops
+inside its loop, so this module does as little as possible per step:
+
+* forward: `x @ kernel` for every step in one matmul before the loop; inside
+  it, three `h @ U_gate` matmuls (one matmul and a split of its result costs
+  more than three matmuls at these sizes), two sigmoids, one tanh and four
+  element-wise ops;
+* backward: every factor that does not depend on the incoming gradient is
+  computed for all steps before the loop, so each step is three multiplies,
+  three matmuls and an add; the weight and input gradients are then four large
+  matmuls after it.
+
+Masking costs nothing per step: a masked step gets a huge pre-activation on
+the update gate, so `z == 1` exactly and `h_t == h_{t-1}`, which is what
+Keras does for masked steps; the gradient through such a step is the identity
+for the same reason (`z * (1 - z) == 0`).
+
+Only the standard cell is fused: `reset_after=True`, `tanh` and `sigmoid`.
+The layer falls back to the per-step cell for anything else.
+"""
+
+from __future__ import annotations
+
+from keras import ops
+
+from seq2seq.layers.scan import scan
+
+# Large enough that sigmoid(MASKED_GATE + anything finite) == 1.0 in float32.
+MASKED_GATE = 1e9
+# Per-gate recurrent matmuls up to this many units, one fused matmul above.
+SEPARATE_GATE_MATMULS_UP_TO = 256
+
+
+def gru_sequence(
+    inputs,
+    initial_state,
+    kernel,
+    recurrent_kernel,
+    bias,
+    mask=None,
+    go_backwards: bool = False,
+    with_gradient: bool = False,
+):
+    """Runs a `reset_after=True` GRU over a batch of sequences.
+
+    Args:
+        inputs: `[batch, time, features]`.
+        initial_state: `[batch, units]`.
+        kernel: `[features, 3 * units]`, gates ordered z, r, h as in Keras.
+        recurrent_kernel: `[units, 3 * units]`.
+        bias: `[2, 3 * units]` (input bias, recurrent bias) or `None`.
+        mask: optional boolean `[batch, time]`; masked steps keep the state.
+        go_backwards: process the sequence from its end; outputs are then in
+            processing order (reversed), as Keras returns them.
+        with_gradient: use the hand-written backward pass (training). Without
+            it the forward pass saves nothing and autodiff still works.
+
+    Returns:
+        `(outputs, final_state)`: `[batch, time, units]` and `[batch, units]`.
+    """
+    units = recurrent_kernel.shape[0]
+    kernel, recurrent_kernel = (ops.cast(w, inputs.dtype) for w in (kernel, recurrent_kernel))
+    if bias is None:
+        bias = ops.zeros((2, 3 * units), dtype=inputs.dtype)
+    bias = ops.cast(bias, inputs.dtype)
+    time_major = ops.transpose(inputs, (1, 0, 2))
+    if go_backwards:
+        time_major = ops.flip(time_major, axis=0)
+    x_z, x_r, x_h = _input_gates(time_major, kernel, bias)
+    if mask is not None:
+        keep = ops.transpose(ops.cast(mask, "bool"), (1, 0))
+        if go_backwards:
+            keep = ops.flip(keep, axis=0)
+        x_z = ops.where(ops.expand_dims(keep, -1), x_z, MASKED_GATE)
+    recurrence = _recurrence_with_bptt if with_gradient else _recurrence
+    outputs = recurrence(x_z, x_r, x_h, initial_state, recurrent_kernel, bias[1, 2 * units :])
+    return ops.transpose(outputs, (1, 0, 2)), outputs[-1]
+
+
+def _input_gates(x, kernel, bias):
+    """Pre-activations of z, r and h from the inputs, for all steps at once.
+
+    One matmul per gate rather than one split afterwards: a split copies the
+    whole `[time, batch, 3 * units]` tensor. The recurrent biases of z and r
+    are added here once instead of at every step; the one of h cannot be,
+    since the reset gate multiplies it.
+    """
+    steps, batch = ops.shape(x)[0], ops.shape(x)[1]
+    flat = ops.reshape(x, (-1, x.shape[-1]))
+    kernels = ops.split(kernel, 3, axis=-1)
+    input_biases = ops.split(bias[0], 3)
+    recurrent_biases = ops.split(bias[1], 3)[:2] + [0.0]
+    return [
+        ops.reshape(ops.matmul(flat, k) + b_in + b_rec, (steps, batch, k.shape[-1]))
+        for k, b_in, b_rec in zip(kernels, input_biases, recurrent_biases, strict=True)
+    ]
+
+
+def _forward_loop(x_z, x_r, x_h, h0, recurrent_kernel, bias_h, save: bool):
+    units = recurrent_kernel.shape[0]
+    # Three [units, units] matmuls run side by side on two cores and beat one
+    # [units, 3 * units] matmul and a split while units are few; with more
+    # units the single larger matmul wins (bench/gru.py, both shapes).
+    per_gate = units <= SEPARATE_GATE_MATMULS_UP_TO
+    u_z, u_r, u_h = ops.split(recurrent_kernel, 3, axis=1)
+    recurrent_bias = ops.concatenate([ops.zeros((2 * units,), dtype=bias_h.dtype), bias_h])
+
+    def step(h, gates):
+        gate_z, gate_r, gate_h = gates
+        if per_gate:
+            m_z, m_r = ops.matmul(h, u_z), ops.matmul(h, u_r)
+            recurrent_h = ops.matmul(h, u_h) + bias_h
+        else:
+            m_z, m_r, recurrent_h = ops.split(
+                ops.matmul(h, recurrent_kernel) + recurrent_bias, 3, axis=1
+            )
+        z = ops.sigmoid(gate_z + m_z)
+        r = ops.sigmoid(gate_r + m_r)
+        candidate = ops.tanh(gate_h + r * recurrent_h)
+        h = candidate + z * (h - candidate)
+        return h, ([h, z, r, candidate, recurrent_h] if save else [h])
+
+    _, saved = scan(step, h0, [x_z, x_r, x_h], num_outputs=5 if save else 1)
+    return saved
+
+
+def _recurrence(x_z, x_r, x_h, h0, recurrent_kernel, bias_h):
+    return _forward_loop(x_z, x_r, x_h, h0, recurrent_kernel, bias_h, save=False)[0]
+
+
+@ops.custom_gradient
+def _recurrence_with_bptt(x_z, x_r, x_h, h0, recurrent_kernel, bias_h):
+    outputs, z, r, candidate, recurrent_h = _forward_loop(
+        x_z, x_r, x_h, h0, recurrent_kernel, bias_h, save=True
+    )
+
+    def grad(*args, upstream=None):
+        upstream = args[0] if upstream is None else upstream
+        previous = ops.concatenate([ops.expand_dims(h0, 0), outputs[:-1]], axis=0)
+        # d h_t / d pre-activations, per unit, for every step at once.
+        per_h = (1.0 - z) * (1.0 - candidate * candidate)
+        per_z = (previous - candidate) * z * (1.0 - z)
+        per_r = per_h * recurrent_h * r * (1.0 - r)
+        per_recurrent_h = per_h * r
+        u_z, u_r, u_h = (ops.transpose(u) for u in ops.split(recurrent_kernel, 3, axis=1))
+
+        def step(carry, slices):
+            d_output, q_z, q_r, q_h, z_t = slices
+            d = carry + d_output
+            d_previous = (
+                d * z_t
+                + ops.matmul(d * q_z, u_z)
+                + ops.matmul(d * q_r, u_r)
+                + ops.matmul(d * q_h, u_h)
+            )
+            return d_previous, [d]
+
+        d_h0, (d_h,) = scan(
+            step,
+            ops.zeros_like(h0),
+            [upstream, per_z, per_r, per_recurrent_h, z],
+            num_outputs=1,
+            reverse=True,
+        )
+        d_z, d_r, d_h_gate = d_h * per_z, d_h * per_r, d_h * per_h
+        d_recurrent_h = d_h * per_recurrent_h
+        flat_previous = ops.reshape(previous, (-1, previous.shape[-1]))
+        d_recurrent_kernel = ops.concatenate(
+            [
+                ops.matmul(ops.transpose(flat_previous), ops.reshape(d, (-1, d.shape[-1])))
+                for d in (d_z, d_r, d_recurrent_h)
+            ],
+            axis=-1,
+        )
+        d_bias_h = ops.sum(ops.reshape(d_recurrent_h, (-1, d_recurrent_h.shape[-1])), axis=0)
+        return d_z, d_r, d_h_gate, d_h0, d_recurrent_kernel, d_bias_h
+
+    return outputs, grad
