@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import sys
 from collections.abc import Sequence
+
+from seq2seq.data.prepare import add_prepare_parser
+from seq2seq.export import add_export_parser
+from seq2seq.translate import add_translate_parser
 
 # Subcommands whose implementation has not landed yet, with the issue that
 # tracks each. They parse no arguments and exit with status 2.
 NOT_BUILT = {
-    "translate": ("translate text with a SavedModel or a TF Serving endpoint", 3),
     "transcribe": ("transcribe audio files with a SavedModel or a TF Serving endpoint", 5),
-    "prepare": ("build a training corpus (translate, asr) from installed packages", 3),
-    "train": ("train a model from a YAML config with model.fit", 3),
     "evaluate": ("score a model: BLEU/chrF for translation, WER/CER for speech", 3),
-    "export": ("export a checkpoint as the next SavedModel version for TF Serving", 4),
     "serve": ("serve SavedModels over TF Serving's REST and gRPC interfaces", 4),
 }
 
@@ -32,8 +33,43 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"{summary} (not built yet)",
             description=f"{summary}. Not built yet: tracked in issue #{issue}.",
         )
-        sub.set_defaults(handler=functools.partial(_not_built, name, issue))
+        sub.set_defaults(handler=functools.partial(_not_built, name, issue), takes_any=True)
+    add_prepare_parser(subparsers)
+    _add_train_parser(subparsers)
+    add_export_parser(subparsers)
+    add_translate_parser(subparsers)
     return parser
+
+
+def _add_train_parser(subparsers) -> None:
+    sub = subparsers.add_parser(
+        "train",
+        help="train a model from a YAML config with model.fit",
+        description=(
+            "Train the model a YAML config describes (see configs/). Progress, dev BLEU, "
+            "the best checkpoint, a training-curve plot and TensorBoard logs go to the "
+            "config's training.output_dir. Interrupted? Run the same command again: it "
+            "resumes from the last backup."
+        ),
+    )
+    sub.add_argument("config", help="YAML config, e.g. configs/translate-en-fr.yaml")
+    sub.add_argument("--epochs", type=int, help="override training.epochs")
+    sub.set_defaults(handler=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from seq2seq.config import load_config
+
+    try:
+        config = load_config(args.config)
+        from seq2seq.training.trainer import train  # TensorFlow only once the config is good
+
+        output_dir = train(config, epochs=args.epochs)
+    except ValueError as error:
+        print(f"seq2seq train: {error}", file=sys.stderr)
+        return 2
+    print(f"seq2seq train: done; best weights in {output_dir / 'best.weights.h5'}")
+    return 0
 
 
 def _not_built(command: str, issue: int, _args: argparse.Namespace) -> int:
@@ -42,9 +78,12 @@ def _not_built(command: str, issue: int, _args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # TensorFlow's C++ start-up chatter is not for command-line users.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
-    # Unknown arguments are left for the not-yet-built commands to refuse.
-    args, _ = parser.parse_known_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not getattr(args, "takes_any", False):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command is None:
         parser.print_help()
         return 2

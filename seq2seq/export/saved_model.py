@@ -1,0 +1,390 @@
+"""Translator SavedModels that stock TensorFlow Serving runs: text in, text out.
+
+`export_run` turns a training run directory into the next version of a TF Serving model
+base directory. The SavedModel is a `tf.Module` whose signatures hold the whole job:
+
+- SentencePiece tokenization with tensorflow-text ops (which TF Serving links in): the
+  target-language tag in front, EOS at the end, at most `max_source_tokens` tokens;
+- greedy or beam search (`Translator.search`, core TensorFlow ops only);
+- detokenization with the same SentencePiece model.
+
+Signatures, all with input `text` (tf.string `[batch]`):
+
+- `serving_default`: beam search with the export's beam size -> `text`, `score`;
+- `greedy`, `beam_2`, `beam_3`, `beam_4`, `beam_5`, `beam_8` (and `beam_N` for a default
+  beam size N not among them): the same outputs with that search, so that a client picks
+  one by name. `score` is the sum of the log-probs (greedy) or the length-penalized score
+  that ranked the hypothesis (beam); 0 for a blank text, whose translation is "";
+- `align`: greedy -> `source_tokens` `[batch, S]`, `target_tokens` `[batch, T]` (subword
+  pieces, "" as padding) and `attention` float32 `[batch, T, S]`.
+
+`assets/` holds `spm.model`, the run's `config.yaml` and `export.json` (direction, token
+limit, beam sizes); `assets.extra/tf_serving_warmup_requests` holds warm-up requests in
+TF Serving's format. An export is written into a hidden temporary directory, checked
+(`check_serving_ops`, then a translation), and only then renamed to its version number, so
+a polling server never sees half a model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import tensorflow as tf
+import tensorflow_text
+import yaml
+from tensorflow.core.framework import op_def_pb2
+from tensorflow.core.protobuf import saved_model_pb2
+
+# Not public API, but the only way to list the ops a plugin library registers.
+from tensorflow.python.client import pywrap_tf_session
+
+from seq2seq.config import Config, DecodingConfig, config_from_dict
+from seq2seq.data.pipeline import SubwordTokenizer
+from seq2seq.export import EXPORT_INFO, next_version
+from seq2seq.models.translator import EOS_ID, PAD_ID, Translator
+
+BEAM_SIZES = (2, 3, 4, 5, 8)
+"""Beam sizes that always get a `beam_N` signature (beam size 1 is `greedy`)."""
+
+MAX_SOURCE_TOKENS = 256
+"""Upper bound on the source length (tag and EOS included), whatever the training length."""
+
+# Python-function ops cannot run outside the Python process that made them; cuDNN ops have
+# no CPU kernel. Both are in `tf.raw_ops`, so the core-op test alone would let them pass.
+_FORBIDDEN_OPS = frozenset({"PyFunc", "PyFuncStateless", "EagerPyFunc"})
+_FORBIDDEN_PREFIX = "Cudnn"
+
+_TEXT = tf.TensorSpec([None], tf.string, name="text")
+
+WARMUP_SENTENCES = {
+    "en": [
+        "Hello.",
+        "The red cat sees three dogs.",
+        "In the beginning, God created the heavens and the earth.",
+        "",
+    ],
+    "fr": [
+        "Bonjour.",
+        "Le chat rouge voit trois chiens.",
+        "Au commencement, Dieu créa les cieux et la terre.",
+        "",
+    ],
+}
+"""Warm-up requests per source language (English for others: they only exercise the graph)."""
+
+
+def build_serving_module(
+    model: Translator,
+    spm_model: bytes,
+    tag_id: int,
+    max_source_tokens: int,
+    decoding: DecodingConfig,
+    beam_size: int,
+) -> tuple[tf.Module, dict[str, tf.types.experimental.ConcreteFunction]]:
+    """Wraps a translator and its SentencePiece model in a module with text signatures.
+
+    Args:
+        model: a built `Translator` with its trained weights.
+        spm_model: the bytes of the SentencePiece model the translator was trained with.
+        tag_id: the id of the target-language tag (`<2fr>`) put in front of every source.
+        max_source_tokens: sources are cut to this many tokens, tag and EOS included, so
+            that one huge input cannot exhaust the server's memory.
+        decoding: length penalty and maximum output length of the searches.
+        beam_size: the search of `serving_default` (1: greedy).
+
+    Returns:
+        `(module, signatures)`, ready for `tf.saved_model.save(module, dir, signatures)`.
+    """
+    if max_source_tokens < 3:
+        raise ValueError(f"max_source_tokens must leave room for a token, got {max_source_tokens}")
+    module = tf.Module()
+    # TF Serving's session-based loader finds only variables tracked as tf.Variables, not
+    # through the Keras variables that wrap them (DESIGN.md, "Pitfalls").
+    module.model_variables = [variable.value for variable in model.variables]
+    module.tokenizer = tokenizer = tensorflow_text.SentencepieceTokenizer(model=spm_model)
+
+    def encode(text: tf.Tensor) -> tf.Tensor:
+        """`[batch]` strings -> `[batch, length]` 0-padded `<2tgt> subwords EOS` ids."""
+        pieces = tokenizer.tokenize(text)[:, : max_source_tokens - 2]
+        batch_size = tf.shape(text)[0]
+        tag = tf.RaggedTensor.from_tensor(tf.fill([batch_size, 1], tag_id))
+        eos = tf.RaggedTensor.from_tensor(tf.fill([batch_size, 1], EOS_ID))
+        return tf.concat([tag, pieces, eos], axis=1).to_tensor(PAD_ID)
+
+    def search(text: tf.Tensor, beam: int) -> tuple[tf.Tensor, ...]:
+        """Best hypothesis of each text: `(source, ids, lengths, scores, attention)`;
+        blank texts get a hypothesis of length 0 and score 0."""
+        # The encoder cannot run on an empty batch, which a gRPC client may send.
+        return tf.cond(
+            tf.size(text) > 0,
+            lambda: search_batch(text, beam),
+            lambda: (
+                tf.zeros([0, 0], tf.int32),
+                tf.zeros([0, 0], tf.int32),
+                tf.zeros([0], tf.int32),
+                tf.zeros([0]),
+                tf.zeros([0, 0, 0]),
+            ),
+        )
+
+    def search_batch(text: tf.Tensor, beam: int) -> tuple[tf.Tensor, ...]:
+        """`search` for a batch of at least one text."""
+        source = encode(text)
+        result = model.search(
+            source,
+            beam_size=beam,
+            length_penalty=decoding.length_penalty,
+            max_length_ratio=decoding.max_length_ratio,
+            max_length_offset=decoding.max_length_offset,
+        )
+        # The model would answer a lone tag with something; a blank text has no translation.
+        blank = tf.equal(tf.strings.length(tf.strings.strip(text)), 0)
+        lengths = tf.where(blank, 0, result.lengths[:, 0])
+        scores = tf.where(blank, 0.0, result.scores[:, 0])
+        width = tf.reduce_max(lengths)
+        ids, attention = result.ids[:, 0, :width], result.attention[:, 0, :width]
+        return source, ids, lengths, scores, attention
+
+    def translate_function(beam: int) -> tf.types.experimental.ConcreteFunction:
+        """The `text` -> `text`, `score` signature of a search (`beam` 1: greedy)."""
+
+        @tf.function(input_signature=[_TEXT])
+        def translate(text: tf.Tensor) -> dict[str, tf.Tensor]:
+            _, ids, lengths, scores, _ = search(text, beam)
+            hypotheses = tf.RaggedTensor.from_tensor(ids, lengths=lengths)
+            return {"text": tokenizer.detokenize(hypotheses), "score": scores}
+
+        return translate.get_concrete_function()
+
+    @tf.function(input_signature=[_TEXT])
+    def align(text: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Greedy search with its tokens and attention, "" and 0 as padding."""
+        source, ids, lengths, _, attention = search(text, 1)
+        target_mask = tf.sequence_mask(lengths, tf.shape(ids)[1])
+        return {
+            "source_tokens": tf.where(source != PAD_ID, tokenizer.id_to_string(source), ""),
+            "target_tokens": tf.where(target_mask, tokenizer.id_to_string(ids), ""),
+            "attention": tf.where(target_mask[:, :, tf.newaxis], attention, 0.0),
+        }
+
+    # One trace per search, shared by the signatures that name the same one.
+    functions = {beam: translate_function(beam) for beam in beam_sizes(beam_size)}
+    signatures = {
+        "serving_default": functions[beam_size],
+        "greedy": functions[1],
+        **{f"beam_{beam}": functions[beam] for beam in functions if beam > 1},
+        "align": align.get_concrete_function(),
+    }
+    return module, signatures
+
+
+def beam_sizes(default: int) -> list[int]:
+    """The beam sizes an export has a signature for: 1 (`greedy`), `BEAM_SIZES` (`beam_N`)
+    and the default one.
+
+    Args:
+        default: the beam size of `serving_default`.
+    """
+    return sorted({1, default, *BEAM_SIZES})
+
+
+def check_serving_ops(export_dir: str | Path) -> None:
+    """Refuses a SavedModel that stock TensorFlow Serving could not run.
+
+    Every op of every graph and graph function in `saved_model.pb` must be a core
+    TensorFlow op (`tf.raw_ops`) or a tensorflow-text op, and none may be a Python
+    function (`PyFunc`, `EagerPyFunc`, ...) or a cuDNN op.
+
+    Args:
+        export_dir: a SavedModel directory.
+
+    Raises:
+        ValueError: naming the unsupported op(s).
+        OSError: when `saved_model.pb` cannot be read.
+    """
+    saved_model = saved_model_pb2.SavedModel.FromString(
+        (Path(export_dir) / "saved_model.pb").read_bytes()
+    )
+    used = set()
+    for meta_graph in saved_model.meta_graphs:
+        graph = meta_graph.graph_def
+        used.update(node.op for node in graph.node)
+        for function in graph.library.function:
+            used.update(node.op for node in function.node_def)
+    allowed = set(dir(tf.raw_ops)) | tensorflow_text_ops()
+    unsupported = sorted(
+        op
+        for op in used
+        if op in _FORBIDDEN_OPS or op.startswith(_FORBIDDEN_PREFIX) or op not in allowed
+    )
+    if unsupported:
+        raise ValueError(
+            f"{export_dir}: TensorFlow Serving cannot run unsupported op(s): "
+            + ", ".join(unsupported)
+        )
+
+
+def tensorflow_text_ops() -> frozenset[str]:
+    """The names of the ops that tensorflow-text's op libraries register."""
+    names = set()
+    for library in (Path(tensorflow_text.__file__).parent / "python" / "ops").glob("*.so"):
+        handle = pywrap_tf_session.TF_LoadLibrary(str(library))  # already loaded: a lookup
+        try:
+            op_list = op_def_pb2.OpList.FromString(pywrap_tf_session.TF_GetOpList(handle))
+        finally:
+            pywrap_tf_session.TF_DeleteLibraryHandle(handle)
+        names.update(op.name for op in op_list.op)
+    return frozenset(names)
+
+
+def write_warmup_requests(export_dir: str | Path, model_name: str, sentences: list[str]) -> Path:
+    """Writes `assets.extra/tf_serving_warmup_requests`, which TF Serving replays on load.
+
+    One `PredictionLog` per sentence and one with all of them, so that both a single
+    sentence and a batch are warm.
+
+    Args:
+        export_dir: the SavedModel directory.
+        model_name: the model's name in TF Serving (its base directory's name).
+        sentences: source texts to translate.
+
+    Returns:
+        The path of the file written.
+    """
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    path = Path(export_dir) / "assets.extra" / "tf_serving_warmup_requests"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for batch in [[sentence] for sentence in sentences] + [sentences]:
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(name=model_name, signature_name="serving_default")
+            )
+            request.inputs["text"].CopyFrom(tf.make_tensor_proto(batch, dtype=tf.string))
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request)
+            )
+            writer.write(log.SerializeToString())
+    return path
+
+
+def load_run(run_dir: str | Path) -> Config:
+    """The `Config` saved in a training run directory.
+
+    Args:
+        run_dir: a directory written by `seq2seq train`.
+
+    Raises:
+        ValueError: when the run has no readable config.
+    """
+    path = Path(run_dir) / "config.yaml"
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ValueError(f"{path}: cannot read the run's config ({error.strerror})") from error
+    return config_from_dict(values, str(path))
+
+
+def export_run(
+    run_dir: str | Path,
+    base_path: str | Path,
+    weights: str | Path | None = None,
+    direction: str | None = None,
+    beam_size: int | None = None,
+) -> Path:
+    """Exports a trained translator as the next version of a TF Serving model base dir.
+
+    Args:
+        run_dir: training run directory (`config.yaml`, `spm.model`, weights).
+        base_path: TF Serving model base directory; created if missing. Its name is the
+            model name in the warm-up requests.
+        weights: weights file. Default: `run_dir/best.weights.h5`.
+        direction: `source-target` direction to serve, one of the run's
+            `data.directions`. Default: the first of them.
+        beam_size: beam size of `serving_default`. Default: the run's
+            `decoding.beam_size`.
+
+    Returns:
+        The new version directory, `base_path/<version>`.
+
+    Raises:
+        ValueError: bad run directory, weights, direction or beam size, or a SavedModel
+            that TF Serving could not run; nothing is left in `base_path` then.
+    """
+    run_dir, base_path = Path(run_dir), Path(base_path)
+    config = load_run(run_dir)
+    weights = Path(weights) if weights else run_dir / "best.weights.h5"
+    direction = direction or config.data.directions[0]
+    beam_size = config.decoding.beam_size if beam_size is None else beam_size
+    if direction not in config.data.directions:
+        raise ValueError(
+            f"{run_dir}: direction {direction} was not trained; "
+            f"choose one of {', '.join(config.data.directions)}"
+        )
+    if beam_size < 1:
+        raise ValueError(f"beam size must be at least 1, got {beam_size}")
+    if not weights.is_file():
+        raise ValueError(f"{weights}: no such weights file")
+    source_language, target_language = direction.split("-")
+    tokenizer = SubwordTokenizer(run_dir / "spm.model")
+    model = Translator(tokenizer.vocab_size, config.model)
+    model.build()
+    model.load_weights(weights)
+    max_source_tokens = min(config.data.max_length, MAX_SOURCE_TOKENS)
+    module, signatures = build_serving_module(
+        model,
+        tokenizer.model_file.read_bytes(),
+        tokenizer.tag_id(target_language),
+        max_source_tokens,
+        config.decoding,
+        beam_size,
+    )
+    info = {
+        "direction": direction,
+        "max_source_tokens": max_source_tokens,
+        "beam_size": beam_size,
+        "beam_sizes": beam_sizes(beam_size),
+    }
+    sentences = WARMUP_SENTENCES.get(source_language, WARMUP_SENTENCES["en"])
+
+    base_path.mkdir(parents=True, exist_ok=True)
+    # Hidden and not numeric: TF Serving ignores it until the rename.
+    temporary = base_path / f".export-tmp-{os.getpid()}"
+    shutil.rmtree(temporary, ignore_errors=True)
+    try:
+        tf.saved_model.save(module, str(temporary), signatures=signatures)
+        assets = temporary / "assets"
+        assets.mkdir(exist_ok=True)
+        shutil.copyfile(tokenizer.model_file, assets / "spm.model")
+        shutil.copyfile(run_dir / "config.yaml", assets / "config.yaml")
+        (assets / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        write_warmup_requests(temporary, base_path.name, sentences)
+        check_serving_ops(temporary)
+        _check_translates(temporary, sentences)
+        version = base_path / str(next_version(base_path))
+        os.rename(temporary, version)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    return version
+
+
+def _check_translates(export_dir: Path, sentences: list[str]) -> None:
+    """Loads a SavedModel back and translates `sentences` with `serving_default`.
+
+    Args:
+        export_dir: the SavedModel directory.
+        sentences: source texts.
+
+    Raises:
+        ValueError: when the outputs do not have one string and one score per sentence.
+    """
+    outputs = tf.saved_model.load(str(export_dir)).signatures["serving_default"](
+        text=tf.constant(sentences)
+    )
+    shapes = {name: tuple(outputs[name].shape) for name in ("text", "score")}
+    if shapes != {"text": (len(sentences),), "score": (len(sentences),)}:
+        raise ValueError(f"{export_dir}: serving_default gave outputs of shapes {shapes}")

@@ -1,0 +1,210 @@
+"""Translating with an exported SavedModel, from Python or `seq2seq translate`.
+
+    translator = SavedModelTranslator.load("saved_models/translate-en-fr")
+    translator.translate(["The cat sees a dog.", ""], beam_size=1)
+
+A path is a SavedModel directory or a TF Serving model base directory, whose highest
+numeric version is used. Lines are translated in batches sorted by length; a blank line
+gives an empty translation; a line longer than the model takes is split into sentences
+translated one by one and joined with a space.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sentencepiece
+import tensorflow as tf
+import tensorflow_text  # noqa: F401  (registers the SentencePiece ops the graphs use)
+
+from seq2seq.export import EXPORT_INFO, resolve_model_dir
+
+MAX_LINE_CHARS = 400
+"""Lines longer than this are split into sentences even when the model would take them."""
+
+BATCH_SIZE = 32
+"""Sentences per call of the model."""
+
+_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Splits text after each `.`, `!`, `?` or `;` that whitespace follows.
+
+    Args:
+        text: the text to split.
+
+    Returns:
+        Its sentences, without the whitespace between them.
+
+    >>> split_sentences("One. Two!  Three; four")
+    ['One.', 'Two!', 'Three;', 'four']
+    """
+    return [piece for piece in _SENTENCE_END.split(text.strip()) if piece]
+
+
+class SavedModelTranslator:
+    """A translator SavedModel loaded with `tf.saved_model.load`.
+
+    Args:
+        model_dir: the SavedModel directory (see `seq2seq.export.resolve_model_dir`).
+        loaded: the object `tf.saved_model.load` returned for it.
+        batch_size: sentences per call of the model.
+    """
+
+    def __init__(self, model_dir: Path, loaded: Any, batch_size: int = BATCH_SIZE):
+        self.model_dir = model_dir
+        # The signatures need the variables that the loaded object owns: keep it alive.
+        self.loaded = loaded
+        self.signatures = loaded.signatures
+        self.batch_size = batch_size
+        if "serving_default" not in self.signatures:
+            raise ValueError(f"{model_dir}: the SavedModel has no serving_default signature")
+        # Exports by `seq2seq export` say how long a source may be; others are taken as
+        # they are, without sentence splitting by tokens.
+        info_path = model_dir / "assets" / EXPORT_INFO
+        spm_path = model_dir / "assets" / "spm.model"
+        self.max_source_tokens = None
+        self.tokenizer = None
+        if info_path.is_file() and spm_path.is_file():
+            info = json.loads(info_path.read_text(encoding="utf-8"))
+            self.max_source_tokens = int(info["max_source_tokens"])
+            self.tokenizer = sentencepiece.SentencePieceProcessor(model_file=str(spm_path))
+
+    @classmethod
+    def load(cls, path: str | Path, batch_size: int = BATCH_SIZE) -> SavedModelTranslator:
+        """Loads the SavedModel that `path` names (see `seq2seq.export.resolve_model_dir`).
+
+        Args:
+            path: a SavedModel directory or a model base directory.
+            batch_size: sentences per call of the model.
+
+        Raises:
+            ValueError: naming the path when it holds no loadable translator.
+        """
+        model_dir = resolve_model_dir(path)
+        try:
+            loaded = tf.saved_model.load(str(model_dir))
+        except Exception as error:  # TensorFlow raises many kinds; all mean "cannot load".
+            reason = next(iter(str(error).strip().splitlines()), "")  # one line of many
+            raise ValueError(
+                f"{model_dir}: cannot load the SavedModel ({type(error).__name__}: {reason})"
+            ) from error
+        return cls(model_dir, loaded, batch_size)
+
+    @property
+    def beam_sizes(self) -> list[int]:
+        """The beam sizes that have a signature (`greedy` is 1, `beam_N` is N)."""
+        sizes = [1] if "greedy" in self.signatures else []
+        sizes += [
+            int(name.removeprefix("beam_"))
+            for name in self.signatures
+            if re.fullmatch(r"beam_\d+", name)
+        ]
+        return sorted(sizes)
+
+    def signature_name(self, beam_size: int | None) -> str:
+        """The signature that searches with `beam_size`.
+
+        Args:
+            beam_size: 1 for greedy search, N for beam search, None for the export's
+                default (`serving_default`).
+
+        Raises:
+            ValueError: listing the available beam sizes when none has `beam_size`.
+        """
+        if beam_size is None:
+            return "serving_default"
+        name = "greedy" if beam_size == 1 else f"beam_{beam_size}"
+        if name not in self.signatures:
+            available = ", ".join(map(str, self.beam_sizes)) or "none"
+            raise ValueError(
+                f"{self.model_dir}: no signature for beam size {beam_size} (available: {available})"
+            )
+        return name
+
+    def is_truncated(self, text: str) -> bool:
+        """Whether the model cuts some piece of `text` (see `pieces`) to its token limit.
+
+        Args:
+            text: one input line.
+        """
+        return any(self._too_long(piece) for piece in self.pieces(text))
+
+    def pieces(self, text: str) -> list[str]:
+        """The parts `text` is translated in: itself, or its sentences when it is longer
+        than `MAX_LINE_CHARS` or than the model's token limit; none when it is blank.
+
+        Args:
+            text: one input line.
+        """
+        if not text.strip():
+            return []
+        if len(text) <= MAX_LINE_CHARS and not self._too_long(text):
+            return [text]
+        return split_sentences(text)
+
+    def _too_long(self, text: str) -> bool:
+        """Whether `text` has more tokens than the model takes (False when the export does
+        not say how many it takes).
+
+        Args:
+            text: a source text.
+        """
+        if self.tokenizer is None:
+            return False
+        return len(self.tokenizer.encode(text)) + 2 > self.max_source_tokens  # tag and EOS
+
+    def translate(self, texts: list[str], beam_size: int | None = None) -> list[str]:
+        """Translates texts, one output line each.
+
+        Args:
+            texts: the texts; blank ones give "".
+            beam_size: 1 for greedy search, N for the `beam_N` signature, None for the
+                export's default (`serving_default`).
+
+        Returns:
+            One translation per text, in order, without line breaks.
+
+        Raises:
+            ValueError: when the model has no signature for `beam_size`.
+        """
+        signature = self.signatures[self.signature_name(beam_size)]
+        pieces = [self.pieces(text) for text in texts]
+        flat = [piece for parts in pieces for piece in parts]
+        # Sentences of similar length share a batch, so that little of it is padding.
+        order = sorted(range(len(flat)), key=lambda index: len(flat[index]))
+        outputs = [""] * len(flat)
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            batch = tf.constant([flat[row] for row in rows], dtype=tf.string)
+            for row, output in zip(rows, signature(text=batch)["text"].numpy(), strict=True):
+                outputs[row] = output.decode("utf-8", errors="replace")
+        translations, start = [], 0
+        for parts in pieces:
+            joined = " ".join(outputs[start : start + len(parts)])
+            translations.append(" ".join(joined.splitlines()))  # one output line per input
+            start += len(parts)
+        return translations
+
+    def align(self, text: str) -> tuple[list[str], list[str], np.ndarray]:
+        """Greedy translation of one text with its attention (the `align` signature).
+
+        Args:
+            text: the source text.
+
+        Returns:
+            `(source_tokens, target_tokens, attention [target, source])`: subword pieces
+            (the target-language tag and EOS included on the source side).
+        """
+        outputs = self.signatures["align"](text=tf.constant([text]))
+        source = [t.decode("utf-8", errors="replace") for t in outputs["source_tokens"][0].numpy()]
+        target = [t.decode("utf-8", errors="replace") for t in outputs["target_tokens"][0].numpy()]
+        source = [token for token in source if token]
+        target = [token for token in target if token]
+        attention = outputs["attention"][0].numpy()[: len(target), : len(source)]
+        return source, target, attention

@@ -1,0 +1,1 @@
+"""Training: the loss, the callbacks and `model.fit` driven by a config."""

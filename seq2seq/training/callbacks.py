@@ -1,0 +1,137 @@
+"""Callbacks of `seq2seq train`: dev BLEU with best-checkpoint keeping, and
+the training-curve plot."""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import sacrebleu
+import tensorflow as tf
+
+from seq2seq.data.pipeline import SubwordTokenizer, source_ids
+
+
+def translate_ids(
+    model, sources: list[list[int]], batch_size: int = 64, **search
+) -> list[list[int]]:
+    """Best hypothesis ids of every source, decoded in length-sorted batches."""
+    search_fn = tf.function(lambda source: model.search(source, **search).ids[:, 0])
+    order = np.argsort([len(s) for s in sources])
+    results: list[list[int]] = [[] for _ in sources]
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        width = max(len(sources[i]) for i in rows)
+        batch = np.zeros((len(rows), width), dtype=np.int32)
+        for row, index in enumerate(rows):
+            batch[row, : len(sources[index])] = sources[index]
+        for row, ids in zip(rows, search_fn(tf.constant(batch)).numpy(), strict=True):
+            results[row] = [int(token) for token in ids if token > 0]
+    return results
+
+
+class DevBleu(keras.callbacks.Callback):
+    """Greedy-decodes dev sentences after each epoch, logs `dev_bleu`, and
+    keeps the weights of the best epoch in `best.weights.h5` (written to a
+    temporary file first, so a crash never leaves a half-written best).
+
+    Args:
+        tokenizer: the corpus's `SubwordTokenizer`.
+        sources: dev source texts.
+        references: their reference translations.
+        target_language: language tag to request.
+        best_path: where the best weights go.
+    """
+
+    def __init__(
+        self,
+        tokenizer: SubwordTokenizer,
+        sources: list[str],
+        references: list[str],
+        target_language: str,
+        best_path: Path,
+    ):
+        super().__init__()
+        self.tokenizer = tokenizer
+        self.source_ids = source_ids(tokenizer, sources, target_language)
+        self.references = references
+        self.best_path = Path(best_path)
+        self.best = -1.0
+
+    def on_train_begin(self, logs=None):
+        # A resumed run must not overwrite a better checkpoint from before.
+        history = self.best_path.parent / "history.csv"
+        if history.exists():
+            with open(history, encoding="utf-8") as rows:
+                scores = [float(r["dev_bleu"]) for r in csv.DictReader(rows) if r.get("dev_bleu")]
+            self.best = max(scores, default=-1.0)
+
+    def on_epoch_end(self, epoch, logs=None):
+        start = time.perf_counter()
+        hypotheses = self.tokenizer.decode(translate_ids(self.model, self.source_ids))
+        bleu = sacrebleu.corpus_bleu(hypotheses, [self.references]).score
+        logs = logs if logs is not None else {}
+        logs["dev_bleu"] = bleu
+        improved = bleu > self.best
+        if improved:
+            self.best = bleu
+            temporary = self.best_path.with_name(f".tmp-{self.best_path.name}")
+            self.model.save_weights(temporary)
+            os.replace(temporary, self.best_path)
+        print(
+            f"\nepoch {epoch + 1}: dev BLEU {bleu:.2f} (best {self.best:.2f}"
+            f"{', saved' if improved else ''}) in {time.perf_counter() - start:.0f}s;"
+            f" e.g. {hypotheses[0]!r}",
+            flush=True,
+        )
+
+
+class TrainingCurves(keras.callbacks.Callback):
+    """Redraws `training_curves.png` (loss and dev BLEU by epoch) from the
+    CSV history after every epoch, so it covers resumed runs too."""
+
+    def __init__(self, history_csv: Path, image: Path):
+        super().__init__()
+        self.history_csv = Path(history_csv)
+        self.image = Path(image)
+
+    def on_epoch_end(self, epoch, logs=None):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        if not self.history_csv.exists():
+            return
+        with open(self.history_csv, encoding="utf-8") as rows:
+            history = list(csv.DictReader(rows))
+        if not history:
+            return
+        epochs = [int(r["epoch"]) + 1 for r in history]
+        figure, (loss_axis, bleu_axis) = plt.subplots(1, 2, figsize=(10, 4))
+        loss_axis.plot(epochs, [float(r["loss"]) for r in history], marker="o")
+        loss_axis.set(title="training loss", xlabel="epoch", ylabel="label-smoothed CE")
+        bleu_axis.plot(epochs, [float(r.get("dev_bleu") or "nan") for r in history], marker="o")
+        bleu_axis.set(title="dev BLEU (greedy)", xlabel="epoch", ylabel="BLEU")
+        for axis in (loss_axis, bleu_axis):
+            axis.grid(alpha=0.3)
+        figure.tight_layout()
+        temporary = self.image.with_name(f".{self.image.stem}.tmp.png")
+        figure.savefig(temporary, dpi=100)
+        plt.close(figure)
+        os.replace(temporary, self.image)
+
+
+class BackupEveryStepsAndEpoch(keras.callbacks.BackupAndRestore):
+    """`BackupAndRestore` that backs up every `save_freq` steps *and* at the
+    end of every epoch, so a finished epoch is never trained again after a
+    restart (the stock callback does one or the other)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        if self.save_freq != "epoch":
+            self._save_model()

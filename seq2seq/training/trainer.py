@@ -1,0 +1,120 @@
+"""`seq2seq train CONFIG`: `model.fit` on the prepared corpus, resumable.
+
+The output directory holds everything needed to export or resume: a copy of
+the config and of the SentencePiece model, `best.weights.h5` (best dev BLEU),
+`backup/` (BackupAndRestore: kill the run and start the same command again to
+resume), `history.csv`, `training_curves.png` and TensorBoard `logs/`.
+Under `TF_CONFIG` the same command trains with MultiWorkerMirroredStrategy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+import yaml
+
+from seq2seq.config import Config
+from seq2seq.data.pipeline import (
+    Direction,
+    SubwordTokenizer,
+    corpus_pair,
+    encode_pairs,
+    read_tsv,
+    training_batches,
+)
+from seq2seq.models import Translator
+from seq2seq.training.callbacks import BackupEveryStepsAndEpoch, DevBleu, TrainingCurves
+from seq2seq.training.losses import SmoothedCrossEntropy
+
+
+def distribution_strategy() -> tf.distribute.Strategy:
+    """Multi-worker data parallelism when `TF_CONFIG` names a cluster."""
+    if json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster"):
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def build_model(config: Config, vocab_size: int) -> Translator:
+    training = config.training
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0,
+        warmup_target=training.learning_rate,
+        warmup_steps=training.warmup_steps,
+        decay_steps=training.decay_steps,
+        alpha=0.05,
+    )
+    model = Translator(vocab_size, config.model)
+    model.build()
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule, global_clipnorm=training.clipnorm),
+        loss=SmoothedCrossEntropy(training.label_smoothing),
+    )
+    return model
+
+
+def train(config: Config, epochs: int | None = None) -> Path:
+    """Trains (or resumes training) the model of `config`; returns its output dir."""
+    data_dir = Path(config.data.dir)
+    if not (data_dir / "train.tsv").exists():
+        raise ValueError(f"{data_dir}: no prepared corpus; run `seq2seq prepare translate` first")
+    output_dir = Path(config.training.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    shutil.copyfile(data_dir / "spm.model", output_dir / "spm.model")
+    keras.utils.set_random_seed(config.training.seed)
+
+    tokenizer = SubwordTokenizer(data_dir / "spm.model")
+    pair = corpus_pair(data_dir)
+    sources, targets = encode_pairs(
+        read_tsv(data_dir / "train.tsv"),
+        config.data.directions,
+        pair,
+        tokenizer,
+        config.data.max_length,
+    )
+    print(f"train: {len(sources)} examples in {', '.join(config.data.directions)}", flush=True)
+    batches = training_batches(
+        sources,
+        targets,
+        config.data.batch_tokens,
+        shuffle_buffer=config.data.shuffle_buffer,
+        seed=config.training.seed,
+    )
+
+    # Dev BLEU in the first direction decides the best checkpoint.
+    direction = Direction.parse(config.data.directions[0], pair)
+    dev = read_tsv(data_dir / "dev.tsv")[: config.data.dev_sentences]
+    dev_bleu = DevBleu(
+        tokenizer,
+        [p[direction.source_column] for p in dev],
+        [p[direction.target_column] for p in dev],
+        direction.target_language,
+        output_dir / "best.weights.h5",
+    )
+
+    with distribution_strategy().scope():
+        model = build_model(config, tokenizer.vocab_size)
+    callbacks = [
+        keras.callbacks.TerminateOnNaN(),
+        dev_bleu,
+        keras.callbacks.CSVLogger(str(output_dir / "history.csv"), append=True),
+        TrainingCurves(output_dir / "history.csv", output_dir / "training_curves.png"),
+        keras.callbacks.EarlyStopping(
+            monitor="dev_bleu", mode="max", patience=config.training.early_stopping_patience
+        ),
+        keras.callbacks.TensorBoard(str(output_dir / "logs"), update_freq=50),
+        # Last, so an epoch counts as done only once its history row is written.
+        BackupEveryStepsAndEpoch(
+            str(output_dir / "backup"),
+            save_freq=config.training.backup_every_steps,
+            double_checkpoint=True,
+            delete_checkpoint=False,  # a finished run asked for more epochs continues
+        ),
+    ]
+    model.fit(batches, epochs=epochs or config.training.epochs, callbacks=callbacks, verbose=1)
+    return output_dir

@@ -1,0 +1,1 @@
+"""Model-agnostic utilities of seq2seq: greedy and beam search decoding."""

@@ -1,0 +1,319 @@
+"""Greedy and beam search, written as TensorFlow graph code.
+
+The model is reached only through a step function (`StepFn`), so the searches serve any
+decoder. Both searches are one `tf.while_loop` over core TensorFlow ops: the same code runs
+eagerly, inside `tf.function` (batch size and maximum lengths may be dynamic) and inside a
+SavedModel that stock TensorFlow Serving runs.
+
+Greedy search is beam search with a single beam: the top-1 candidate of one beam is the
+argmax, and a single beam is its own parent. Modelled on OpenNMT-tf's
+`opennmt/utils/decoding.py`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import tensorflow as tf
+
+StepFn = Callable[[tf.Tensor, Any], tuple[tf.Tensor, Any, tf.Tensor | None]]
+"""`step_fn(ids, state) -> (log_probs, new_state, attention)`.
+
+`ids` is `[N]` int32, the previous token of each row (BOS at the first step); `state` is a
+nested structure of tensors with leading dimension `N`. `log_probs` is `[N, vocab]` float32,
+already log-softmaxed; `new_state` has the structure of `state`; `attention` is
+`[N, src_len]` float32, or None.
+"""
+
+_NEG_INF = float("-inf")
+
+
+@dataclasses.dataclass
+class DecodingResult:
+    """The hypotheses a search returns, best first.
+
+    Attributes:
+        ids: `[batch, n_best, length]` int32 token ids without EOS, padded with 0 after each
+            hypothesis; `length` is that of the longest returned hypothesis.
+        lengths: `[batch, n_best]` int32 number of tokens of each hypothesis, EOS excluded.
+        scores: `[batch, n_best]` float32: the sum of the log-probs (greedy search), or the
+            length-penalized score that ranked the hypothesis (beam search).
+        attention: `[batch, n_best, length, src_len]` float32 attention of each returned
+            token (0 after each hypothesis), or None when the step function returns none.
+    """
+
+    ids: tf.Tensor
+    lengths: tf.Tensor
+    scores: tf.Tensor
+    attention: tf.Tensor | None
+
+
+class _Beams(NamedTuple):
+    """The `tf.while_loop` variables of a search over `batch * beam_size` rows."""
+
+    step: tf.Tensor  # scalar int32: steps run so far
+    last_ids: tf.Tensor  # [batch, beam] int32: the input of the next step
+    state: Any  # the step function's state, leading dimension batch * beam
+    scores: tf.Tensor  # [batch, beam] float32: sum of the log-probs
+    num_steps: tf.Tensor  # [batch, beam] int32: tokens generated, EOS included
+    finished: tf.Tensor  # [batch, beam] bool
+    tokens: tf.TensorArray  # per step, [batch, beam] int32: the token each beam took
+    parents: tf.TensorArray  # per step, [batch, beam] int32: the beam each beam extended
+    attention: tf.TensorArray  # per step, [batch, beam, src_len] float32
+
+
+def tile_for_beam(structure: Any, beam_size: int) -> Any:
+    """Repeats every tensor of a nested structure `beam_size` times along axis 0.
+
+    The result is batch-major (`[b0, b0, ..., b1, b1, ...]`), the row order of beam search.
+    `beam_search` tiles its initial state itself; callers tile what their step function
+    closes over (encoder memory, source lengths).
+
+    Args:
+        structure: nested structure of tensors with leading dimension `batch`.
+        beam_size: number of copies of each row.
+
+    Returns:
+        The same structure, with leading dimension `batch * beam_size`.
+    """
+    if beam_size == 1:
+        return structure
+    return tf.nest.map_structure(lambda t: tf.repeat(t, beam_size, axis=0), structure)
+
+
+def greedy_search(
+    step_fn: StepFn,
+    initial_state: Any,
+    batch_size: int | tf.Tensor,
+    bos_id: int,
+    eos_id: int,
+    max_length: int | tf.Tensor,
+) -> DecodingResult:
+    """Decodes by taking the most likely token at each step.
+
+    Args:
+        step_fn: the model's step function (see `StepFn`), called on `batch_size` rows.
+        initial_state: nested structure of tensors with leading dimension `batch_size`.
+        batch_size: number of examples (a Python int or a scalar int32 tensor).
+        bos_id: token fed to the first step.
+        eos_id: token that finishes a sequence.
+        max_length: maximum number of tokens per sequence, EOS excluded: a Python int, a
+            scalar int32 tensor, or a `[batch]` int32 tensor. A sequence that reaches it is
+            finished without EOS.
+
+    Returns:
+        A `DecodingResult` with `n_best = 1` whose scores are sums of log-probs.
+    """
+    return _search(step_fn, initial_state, batch_size, bos_id, eos_id, max_length, 1, 0.0, n_best=1)
+
+
+def beam_search(
+    step_fn: StepFn,
+    initial_state: Any,
+    batch_size: int | tf.Tensor,
+    bos_id: int,
+    eos_id: int,
+    max_length: int | tf.Tensor,
+    beam_size: int,
+    length_penalty: float = 0.6,
+    n_best: int = 1,
+) -> DecodingResult:
+    """Decodes with a batched beam search over `batch_size * beam_size` rows.
+
+    Every candidate is ranked by its sum of log-probs divided by the GNMT length penalty
+    `((5 + steps) / 6) ** length_penalty`, where `steps` counts the hypothesis's tokens,
+    EOS included. A finished hypothesis keeps its score and its place in the beam until
+    better candidates push it out; the search stops when all beams of all examples are
+    finished.
+
+    Args:
+        step_fn: the model's step function (see `StepFn`), called on `batch_size *
+            beam_size` rows in batch-major order; tensors it closes over must be tiled
+            with `tile_for_beam`.
+        initial_state: nested structure of tensors with leading dimension `batch_size`
+            (tiled here).
+        batch_size: number of examples (a Python int or a scalar int32 tensor).
+        bos_id: token fed to the first step.
+        eos_id: token that finishes a hypothesis.
+        max_length: maximum number of tokens per hypothesis, EOS excluded: a Python int, a
+            scalar int32 tensor, or a `[batch]` int32 tensor. A hypothesis that reaches it
+            is finished without EOS.
+        beam_size: number of hypotheses kept per example.
+        length_penalty: the GNMT alpha; 0 ranks by the raw sum of log-probs.
+        n_best: number of hypotheses returned per example, at most `beam_size`.
+
+    Returns:
+        A `DecodingResult` with the `n_best` best hypotheses per example, best first.
+        Should an example have fewer than `n_best` hypotheses with a finite score, the
+        rest have score -inf.
+    """
+    if not 1 <= n_best <= beam_size:
+        raise ValueError(f"need 1 <= n_best <= beam_size, got {n_best=}, {beam_size=}")
+    return _search(
+        step_fn,
+        initial_state,
+        batch_size,
+        bos_id,
+        eos_id,
+        max_length,
+        beam_size,
+        length_penalty,
+        n_best,
+    )
+
+
+def _search(
+    step_fn: StepFn,
+    initial_state: Any,
+    batch_size: int | tf.Tensor,
+    bos_id: int,
+    eos_id: int,
+    max_length: int | tf.Tensor,
+    beam_size: int,
+    length_penalty: float,
+    n_best: int,
+) -> DecodingResult:
+    """Runs the search loop and reads out the best hypotheses.
+
+    The arguments are those of `beam_search`; greedy search is `beam_size=1` with
+    `length_penalty=0`.
+    """
+    max_length = tf.broadcast_to(tf.cast(max_length, tf.int32), [batch_size])
+    max_steps = tf.reduce_max(max_length)
+    returns_attention = False
+
+    def cond(beams: _Beams) -> tf.Tensor:
+        # At least one step, so that the histories are never empty: an empty TensorArray
+        # whose element shape is not fully known (dynamic batch) cannot be stacked.
+        running = (beams.step < max_steps) & ~tf.reduce_all(beams.finished)
+        return (beams.step == 0) | running
+
+    def body(beams: _Beams) -> tuple[_Beams]:
+        nonlocal returns_attention
+        log_probs, state, attention = step_fn(tf.reshape(beams.last_ids, [-1]), beams.state)
+        returns_attention = attention is not None
+        vocab_size = tf.shape(log_probs)[-1]
+        log_probs = tf.reshape(log_probs, [-1, beam_size, vocab_size])
+        # A finished hypothesis proposes a single continuation, EOS at no cost, so that it
+        # keeps its score and its place in the beam.
+        absorbing = tf.where(tf.range(vocab_size) == eos_id, 0.0, _NEG_INF)
+        log_probs = tf.where(beams.finished[:, :, tf.newaxis], absorbing, log_probs)
+        totals = beams.scores[:, :, tf.newaxis] + log_probs
+        candidate_steps = beams.num_steps + tf.cast(~beams.finished, tf.int32)
+        ranking = _penalize(totals, candidate_steps[:, :, tf.newaxis], length_penalty)
+        _, top = tf.math.top_k(tf.reshape(ranking, [-1, beam_size * vocab_size]), beam_size)
+        parents, tokens = top // vocab_size, top % vocab_size
+        scores = tf.gather(tf.reshape(totals, [-1, beam_size * vocab_size]), top, batch_dims=1)
+        num_steps = tf.gather(candidate_steps, parents, batch_dims=1)
+        finished = (
+            tf.gather(beams.finished, parents, batch_dims=1)
+            | (tokens == eos_id)
+            | (num_steps >= max_length[:, tf.newaxis])
+            | (scores == _NEG_INF)  # a dead beam, picked when candidates ran out
+        )
+        # The parents' rows in the flattened batch * beam axis.
+        rows = parents + beam_size * tf.range(tf.shape(parents)[0])[:, tf.newaxis]
+        rows = tf.reshape(rows, [-1])
+        if beam_size > 1:
+            state = tf.nest.map_structure(lambda t: tf.gather(t, rows), state)
+        attention_history = beams.attention
+        if attention is not None:
+            attention = tf.gather(attention, rows)
+            attention = tf.reshape(attention, [-1, beam_size, tf.shape(attention)[-1]])
+            attention_history = attention_history.write(beams.step, attention)
+        return (
+            _Beams(
+                step=beams.step + 1,
+                last_ids=tokens,
+                state=state,
+                scores=scores,
+                num_steps=num_steps,
+                finished=finished,
+                tokens=beams.tokens.write(beams.step, tokens),
+                parents=beams.parents.write(beams.step, parents),
+                attention=attention_history,
+            ),
+        )
+
+    # Only beam 0 starts alive, so that the first step does not fill the beam with copies
+    # of the same hypothesis.
+    scores = tf.tile([[0.0] + [_NEG_INF] * (beam_size - 1)], [batch_size, 1])
+    initial = _Beams(
+        step=tf.constant(0),
+        last_ids=tf.fill([batch_size, beam_size], bos_id),
+        state=tile_for_beam(initial_state, beam_size),
+        scores=scores,
+        num_steps=tf.zeros([batch_size, beam_size], tf.int32),
+        finished=tf.broadcast_to(max_length[:, tf.newaxis] <= 0, [batch_size, beam_size]),
+        tokens=tf.TensorArray(tf.int32, size=0, dynamic_size=True),
+        parents=tf.TensorArray(tf.int32, size=0, dynamic_size=True),
+        attention=tf.TensorArray(tf.float32, size=0, dynamic_size=True),
+    )
+    (final,) = tf.while_loop(cond, body, (initial,))
+
+    scores, best = tf.math.top_k(_penalize(final.scores, final.num_steps, length_penalty), n_best)
+    histories = [final.tokens.stack()]
+    if returns_attention:  # known now: the loop body has been traced or run
+        histories.append(final.attention.stack())
+    paths = _backtrack(histories, final.parents.stack(), best)
+    # Finished hypotheses go on with EOS, so each one is the tokens before its first EOS.
+    before_eos = tf.cumsum(tf.cast(paths[0] == eos_id, tf.int32), axis=-1) == 0
+    lengths = tf.reduce_sum(tf.cast(before_eos, tf.int32), axis=-1)
+    length = tf.maximum(tf.reduce_max(lengths), 0)  # reduce_max is the int32 minimum if empty
+    mask = tf.sequence_mask(lengths, length)
+    attention = None
+    if returns_attention:
+        attention = tf.where(mask[..., tf.newaxis], paths[1][:, :, :length], 0.0)
+    return DecodingResult(
+        ids=tf.where(mask, paths[0][:, :, :length], 0),
+        lengths=lengths,
+        scores=scores,
+        attention=attention,
+    )
+
+
+def _penalize(scores: tf.Tensor, num_steps: tf.Tensor, length_penalty: float) -> tf.Tensor:
+    """Divides sums of log-probs by the GNMT length penalty of their number of steps.
+
+    Args:
+        scores: float32 sums of log-probs.
+        num_steps: int32 numbers of tokens (EOS included), broadcastable to `scores`.
+        length_penalty: the GNMT alpha; 0 leaves the scores as they are.
+
+    Returns:
+        `scores / ((5 + num_steps) / 6) ** length_penalty`.
+    """
+    if length_penalty == 0:
+        return scores
+    return scores / ((5.0 + tf.cast(num_steps, tf.float32)) / 6.0) ** length_penalty
+
+
+def _backtrack(
+    histories: list[tf.Tensor], parents: tf.Tensor, beam_indices: tf.Tensor
+) -> list[tf.Tensor]:
+    """Follows parent pointers back from the last step to read whole hypotheses.
+
+    Args:
+        histories: tensors `[steps, batch, beam, ...]` whose entry `[t, b, k]` belongs to
+            the hypothesis in beam `k` of example `b` after step `t`.
+        parents: `[steps, batch, beam]` int32: the beam that each beam extended at each step.
+        beam_indices: `[batch, n]` int32: the beams to read, after the last step.
+
+    Returns:
+        One tensor `[batch, n, steps, ...]` per history.
+    """
+    num_steps = tf.shape(parents)[0]
+    paths = [tf.TensorArray(history.dtype, size=num_steps) for history in histories]
+
+    def body(t, beams, paths):
+        paths = [
+            path.write(t, tf.gather(history[t], beams, batch_dims=1))
+            for path, history in zip(paths, histories, strict=True)
+        ]
+        return t - 1, tf.gather(parents[t], beams, batch_dims=1), paths
+
+    _, _, paths = tf.while_loop(lambda t, *_: t >= 0, body, (num_steps - 1, beam_indices, paths))
+    stacked = [path.stack() for path in paths]  # [steps, batch, n, ...]
+    return [tf.transpose(path, [1, 2, 0, *range(3, path.shape.rank)]) for path in stacked]

@@ -1,0 +1,260 @@
+"""`seq2seq export`: the SavedModel runs without project code, in both loaders and in
+`saved_model_cli`, translates as the Keras model does, and versions appear atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import prediction_log_pb2
+
+from seq2seq.cli import main
+from seq2seq.data.pipeline import SubwordTokenizer, source_ids
+from seq2seq.export import saved_model
+from seq2seq.export.saved_model import check_serving_ops, export_run, load_run
+from seq2seq.training.trainer import build_model
+
+SENTENCES = [
+    "the red cat sees three dogs .",
+    "the white horse sees five birds .",
+    "the black dog sees two cats .",
+    "",
+]
+SIGNATURES = ("serving_default", "greedy", "beam_3", "align")
+
+# Run in a fresh process: only TensorFlow and tensorflow-text, as on a TF Serving host.
+FRESH_PROCESS = textwrap.dedent(
+    """
+    import json, sys
+    import tensorflow as tf
+    import tensorflow_text  # registers the SentencePiece ops
+    assert not [name for name in sys.modules if name.startswith("seq2seq")]
+    model = tf.saved_model.load(sys.argv[1])
+    sentences = json.loads(sys.argv[2])
+    results = {}
+    for name in ("serving_default", "greedy", "beam_3"):
+        outputs = model.signatures[name](text=tf.constant(sentences))
+        results[name] = {
+            "text": [t.decode() for t in outputs["text"].numpy()],
+            "score": outputs["score"].numpy().tolist(),
+        }
+    long_text = " ".join(["the red cat sees three dogs"] * 40)
+    align = model.signatures["align"](text=tf.constant(sentences[:1] + [long_text]))
+    results["align"] = {name: list(align[name].shape) for name in align}
+    empty = model.signatures["serving_default"](text=tf.constant([], tf.string))
+    results["empty_batch"] = list(empty["text"].shape)
+    print(json.dumps(results))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def export_dir(tiny_export) -> Path:
+    return tiny_export / "1"
+
+
+@pytest.fixture(scope="module")
+def fresh_outputs(export_dir) -> dict:
+    """What the export gives in a process that imports only tensorflow and tensorflow_text."""
+    result = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS, str(export_dir), json.dumps(SENTENCES)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_layout_assets_and_signatures(tiny_export, export_dir):
+    assert sorted(p.name for p in tiny_export.iterdir()) == ["1"]  # no temporary left
+    assets = export_dir / "assets"
+    assert {"spm.model", "config.yaml", "export.json"} <= {p.name for p in assets.iterdir()}
+    info = json.loads((assets / "export.json").read_text(encoding="utf-8"))
+    assert info == {
+        "direction": "en-fr",
+        "max_source_tokens": 32,  # the tiny config's data.max_length
+        "beam_size": 3,
+        "beam_sizes": [1, 2, 3, 4, 5, 8],
+    }
+    check_serving_ops(export_dir)  # passes: core and tensorflow-text ops only
+    assert saved_model.beam_sizes(6) == [1, 2, 3, 4, 5, 6, 8]  # a default gets its beam_N
+
+
+@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
+def test_fresh_process_matches_keras_search(tiny_run, fresh_outputs):
+    config = load_run(tiny_run)
+    tokenizer = SubwordTokenizer(tiny_run / "spm.model")
+    # Built as training builds it, not as the export does: weights that the export failed
+    # to load would show as different translations.
+    model = build_model(config, tokenizer.vocab_size)
+    model.load_weights(tiny_run / "best.weights.h5")
+    ids = source_ids(tokenizer, SENTENCES, "fr")
+    source = np.zeros((len(ids), max(map(len, ids))), np.int32)
+    for row, sentence in enumerate(ids):
+        source[row, : len(sentence)] = sentence
+    decoding = config.decoding
+    for name, beam_size in (("greedy", 1), ("beam_3", 3), ("serving_default", 3)):
+        result = model.search(
+            source,
+            beam_size=beam_size,
+            length_penalty=decoding.length_penalty,
+            max_length_ratio=decoding.max_length_ratio,
+            max_length_offset=decoding.max_length_offset,
+        )
+        lengths = result.lengths.numpy()[:, 0]
+        hypotheses = [
+            list(row[:n]) for row, n in zip(result.ids.numpy()[:, 0], lengths, strict=True)
+        ]
+        expected = tokenizer.decode([[int(t) for t in h] for h in hypotheses])
+        expected[-1] = ""  # a blank input has no translation
+        assert fresh_outputs[name]["text"] == expected, name
+        np.testing.assert_allclose(
+            fresh_outputs[name]["score"][:-1], result.scores.numpy()[:-1, 0], rtol=1e-4
+        )
+        assert fresh_outputs[name]["score"][-1] == 0.0
+
+
+def test_align_empty_batch_and_source_limit(fresh_outputs):
+    source, target, attention = (
+        fresh_outputs["align"][name] for name in ("source_tokens", "target_tokens", "attention")
+    )
+    assert source == [2, 32]  # the long text is cut to max_source_tokens
+    assert attention == [2, target[1], 32]
+    assert fresh_outputs["empty_batch"] == [0]
+
+
+def test_session_loader_runs_serving_default(export_dir, fresh_outputs):
+    # The loader TF Serving uses: a TF1 graph and session, variables restored by name.
+    with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as session:
+        meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(export_dir))
+        signature = meta_graph.signature_def["serving_default"]
+        outputs = session.run(
+            {name: tensor.name for name, tensor in signature.outputs.items()},
+            {signature.inputs["text"].name: SENTENCES},
+        )
+    assert [t.decode() for t in outputs["text"]] == fresh_outputs["serving_default"]["text"]
+    assert outputs["score"].dtype == np.float32
+
+
+def test_saved_model_cli_run(export_dir, fresh_outputs, tmp_path):
+    # Stock saved_model_cli knows only core ops; TensorFlow loads op libraries found in
+    # site-packages/tensorflow-plugins/ at import, which registers tensorflow-text's
+    # SentencePiece ops the way TF Serving links them in.
+    import tensorflow_text
+
+    plugins = tmp_path / "site-packages" / "tensorflow-plugins"
+    plugins.mkdir(parents=True)
+    library = Path(tensorflow_text.__file__).parent / "python/ops/_sentencepiece_tokenizer.so"
+    (plugins / library.name).symlink_to(library)
+    inputs = tmp_path / "text.npy"
+    np.save(inputs, np.array(SENTENCES, dtype=object), allow_pickle=True)
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "saved_model_cli"),
+            "run",
+            "--dir",
+            str(export_dir),
+            "--tag_set",
+            "serve",
+            "--signature_def",
+            "serving_default",
+            "--inputs",
+            f"text={inputs}",
+            "--outdir",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(plugins.parent)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    texts = np.load(tmp_path / "out" / "text.npy", allow_pickle=True)
+    assert [t.decode() for t in texts] == fresh_outputs["serving_default"]["text"]
+
+
+def test_warmup_requests_parse(tiny_export, export_dir):
+    path = export_dir / "assets.extra" / "tf_serving_warmup_requests"
+    records = list(tf.data.TFRecordDataset(str(path)).as_numpy_iterator())
+    sentences = saved_model.WARMUP_SENTENCES["en"]
+    assert len(records) == len(sentences) + 1
+    for record in records:
+        request = prediction_log_pb2.PredictionLog.FromString(record).predict_log.request
+        assert request.model_spec.name == tiny_export.name
+        assert request.model_spec.signature_name == "serving_default"
+        assert tf.make_ndarray(request.inputs["text"]).dtype == object
+    last = prediction_log_pb2.PredictionLog.FromString(records[-1]).predict_log.request
+    assert [t.decode() for t in tf.make_ndarray(last.inputs["text"])] == sentences
+
+
+def _identity_module(*_args, **_kwargs) -> tuple[tf.Module, dict]:
+    """A stand-in for the translator module: cheap to save, and its ops are all core."""
+    module = tf.Module()
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def serve(text):
+        return {"text": tf.strings.upper(text), "score": tf.zeros(tf.shape(text))}
+
+    return module, {"serving_default": serve.get_concrete_function()}
+
+
+def _py_function_module(*_args, **_kwargs) -> tuple[tf.Module, dict]:
+    """A module whose graph holds a Python function, which TF Serving cannot run."""
+    module = tf.Module()
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def serve(text):
+        upper = tf.py_function(lambda t: tf.strings.upper(t), [text], tf.string)
+        return {"text": upper, "score": tf.zeros(tf.shape(text))}
+
+    return module, {"serving_default": serve.get_concrete_function()}
+
+
+def test_versions_are_numbered_and_a_refused_export_leaves_nothing(
+    tiny_run, tiny_export, tmp_path, monkeypatch
+):
+    base = tmp_path / tiny_export.name
+    shutil.copytree(tiny_export, base)  # version 1, from the real export
+    # The real module is tested above; the stand-ins make the second and third exports fast.
+    monkeypatch.setattr(saved_model, "build_serving_module", _identity_module)
+    assert export_run(tiny_run, base) == base / "2"
+    assert sorted(p.name for p in base.iterdir()) == ["1", "2"]
+
+    monkeypatch.setattr(saved_model, "build_serving_module", _py_function_module)
+    with pytest.raises(ValueError, match="unsupported op.*EagerPyFunc"):
+        export_run(tiny_run, base)
+    assert sorted(p.name for p in base.iterdir()) == ["1", "2"]  # no 3, no temporary
+
+
+def test_bad_export_arguments_are_one_line_errors(tiny_run, tmp_path, capsys):
+    base = tmp_path / "models" / "m"
+    assert (
+        main(
+            [
+                "export",
+                "--run",
+                str(tiny_run),
+                "--model-base-path",
+                str(base),
+                "--direction",
+                "de-fr",
+            ]
+        )
+        == 2
+    )
+    error = capsys.readouterr().err
+    assert error.startswith("seq2seq export: error:") and error.count("\n") == 1
+    assert "de-fr" in error
+    assert main(["export", "--run", str(tmp_path / "nope"), "--model-base-path", str(base)]) == 2
+    error = capsys.readouterr().err
+    assert "nope" in error and error.count("\n") == 1
+    assert not base.exists()  # nothing created for a refused export

@@ -1,0 +1,131 @@
+"""`seq2seq train` on a tiny corpus: it trains, keeps its best checkpoint,
+plots its curves, resumes after an interruption, and decodes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from seq2seq.config import load_config
+from seq2seq.data.pipeline import SubwordTokenizer, source_ids
+from seq2seq.training.trainer import build_model
+
+CONFIG = "configs/test-translate-tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def tiny_config(tiny_corpus, tmp_path_factory):
+    values = yaml.safe_load(open(CONFIG, encoding="utf-8"))
+    values["data"]["dir"] = str(tiny_corpus)
+    values["training"]["output_dir"] = str(tmp_path_factory.mktemp("run") / "tiny")
+    path = tmp_path_factory.mktemp("configs") / "tiny.yaml"
+    path.write_text(yaml.safe_dump(values), encoding="utf-8")
+    return path
+
+
+def run_train(config_path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "seq2seq", "train", str(config_path), *extra],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_config):
+    result = run_train(tiny_config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return load_config(tiny_config)
+
+
+def history(output_dir):
+    with open(output_dir / "history.csv", encoding="utf-8") as rows:
+        return list(csv.DictReader(rows))
+
+
+def test_training_writes_checkpoint_history_plot_and_logs(trained):
+    output = Path(trained.training.output_dir)
+    for name in ("best.weights.h5", "training_curves.png", "config.yaml", "spm.model"):
+        assert (output / name).is_file(), name
+    assert any((output / "logs").rglob("*tfevents*"))
+    rows = history(output)
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    assert all(0.0 <= float(r["dev_bleu"]) <= 100.0 for r in rows)
+    assert float(rows[1]["loss"]) < float(rows[0]["loss"])
+    # Kept after the last epoch: a rerun asking for more epochs continues from it.
+    assert (output / "backup" / "training_metadata.json").is_file()
+
+
+def test_rerun_with_more_epochs_continues_where_it_stopped(trained, tiny_config):
+    result = run_train(tiny_config, "--epochs", "3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [int(r["epoch"]) for r in history(Path(trained.training.output_dir))] == [0, 1, 2]
+
+
+def test_killed_run_resumes_from_its_backup(tiny_corpus, tmp_path):
+    values = yaml.safe_load(open(CONFIG, encoding="utf-8"))
+    values["data"]["dir"] = str(tiny_corpus)
+    values["training"].update(output_dir=str(tmp_path / "run"), epochs=30)
+    config = tmp_path / "long.yaml"
+    config.write_text(yaml.safe_dump(values), encoding="utf-8")
+    metadata = tmp_path / "run" / "backup" / "training_metadata.json"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "seq2seq", "train", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline:  # kill -9 once two epochs are backed up
+            if metadata.exists() and json.loads(metadata.read_text() or "{}").get("epoch", 0) >= 2:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("no backup of epoch 2 within 5 minutes")
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    backed_up = json.loads(metadata.read_text())["epoch"]  # epochs fully done
+    result = run_train(config, "--epochs", str(backed_up + 1))
+    assert result.returncode == 0, result.stderr[-3000:]
+    epochs = [int(r["epoch"]) for r in history(tmp_path / "run")]
+    # The rerun trains only the epoch that was cut short; at most the row of
+    # an epoch killed between its history row and its backup is written twice.
+    assert sorted(set(epochs)) == list(range(backed_up + 1))
+    assert len(epochs) <= backed_up + 2
+    assert epochs[-1] == backed_up
+
+
+def test_best_checkpoint_decodes_greedy_and_beam(trained):
+    output = Path(trained.training.output_dir)
+    tokenizer = SubwordTokenizer(output / "spm.model")
+    model = build_model(trained, tokenizer.vocab_size)
+    model.load_weights(output / "best.weights.h5")
+    ids = source_ids(tokenizer, ["the red cat sees three dogs ."], "fr")
+    source = np.array(ids, dtype=np.int32)
+    greedy = model.search(source)
+    beam = model.search(source, beam_size=3, n_best=2)
+    assert tuple(greedy.ids.shape)[:2] == (1, 1)
+    assert tuple(beam.ids.shape)[:2] == (1, 2)
+    assert float(beam.scores[0, 0]) >= float(beam.scores[0, 1])
+
+
+def test_bad_config_is_a_one_line_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  gru: cudnn\n", encoding="utf-8")
+    result = run_train(bad)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "model.gru" in result.stderr
+    missing = run_train(tmp_path / "missing.yaml")
+    assert missing.returncode == 2 and "missing.yaml" in missing.stderr
