@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from seq2seq.data.prepare import add_prepare_parser
+from seq2seq.evaluation import add_evaluate_parser
 from seq2seq.export import add_export_parser
 from seq2seq.translate import add_translate_parser
 
@@ -16,7 +17,6 @@ from seq2seq.translate import add_translate_parser
 # tracks each. They parse no arguments and exit with status 2.
 NOT_BUILT = {
     "transcribe": ("transcribe audio files with a SavedModel or a TF Serving endpoint", 5),
-    "evaluate": ("score a model: BLEU/chrF for translation, WER/CER for speech", 3),
     "serve": ("serve SavedModels over TF Serving's REST and gRPC interfaces", 4),
 }
 
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=functools.partial(_not_built, name, issue), takes_any=True)
     add_prepare_parser(subparsers)
     _add_train_parser(subparsers)
+    add_evaluate_parser(subparsers)
     add_export_parser(subparsers)
     add_translate_parser(subparsers)
     return parser

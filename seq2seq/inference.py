@@ -70,9 +70,11 @@ class SavedModelTranslator:
         spm_path = model_dir / "assets" / "spm.model"
         self.max_source_tokens = None
         self.tokenizer = None
+        self.direction = None
         if info_path.is_file() and spm_path.is_file():
             info = json.loads(info_path.read_text(encoding="utf-8"))
             self.max_source_tokens = int(info["max_source_tokens"])
+            self.direction = info.get("direction")
             self.tokenizer = sentencepiece.SentencePieceProcessor(model_file=str(spm_path))
 
     @classmethod
