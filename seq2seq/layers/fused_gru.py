@@ -107,8 +107,10 @@ def gru_sequence(
             keep = ops.flip(keep, axis=0)
         x_z = ops.where(ops.expand_dims(keep, -1), x_z, MASKED_GATE)
     recurrence = _recurrence_with_bptt if with_gradient else _recurrence
-    outputs = recurrence(x_z, x_r, x_h, initial_state, recurrent_kernel, bias[1, 2 * units :])
-    return ops.transpose(outputs, (1, 0, 2)), outputs[-1]
+    outputs, final_state = recurrence(
+        x_z, x_r, x_h, initial_state, recurrent_kernel, bias[1, 2 * units :]
+    )
+    return ops.transpose(outputs, (1, 0, 2)), final_state
 
 
 def _input_gates(x, kernel, bias):
@@ -154,22 +156,31 @@ def _forward_loop(x_z, x_r, x_h, h0, recurrent_kernel, bias_h, save: bool):
         h = candidate + z * (h - candidate)
         return h, ([h, z, r, candidate, recurrent_h] if save else [h])
 
-    _, saved = scan(step, h0, [x_z, x_r, x_h], num_outputs=5 if save else 1)
-    return saved
+    final_state, saved = scan(step, h0, [x_z, x_r, x_h], num_outputs=5 if save else 1)
+    return final_state, saved
 
 
 def _recurrence(x_z, x_r, x_h, h0, recurrent_kernel, bias_h):
-    return _forward_loop(x_z, x_r, x_h, h0, recurrent_kernel, bias_h, save=False)[0]
+    """`(outputs [time, batch, units], final_state [batch, units])`."""
+    final_state, (outputs,) = _forward_loop(x_z, x_r, x_h, h0, recurrent_kernel, bias_h, save=False)
+    return outputs, final_state
 
 
 @ops.custom_gradient
 def _recurrence_with_bptt(x_z, x_r, x_h, h0, recurrent_kernel, bias_h):
-    outputs, z, r, candidate, recurrent_h = _forward_loop(
+    final_state, (outputs, z, r, candidate, recurrent_h) = _forward_loop(
         x_z, x_r, x_h, h0, recurrent_kernel, bias_h, save=True
     )
 
     def grad(*args, upstream=None):
-        upstream = args[0] if upstream is None else upstream
+        # TensorFlow passes one cotangent per output, JAX one tuple of them;
+        # an output nothing depends on may come as None.
+        if upstream is None:
+            upstream = args[0] if len(args) == 1 else args
+        upstream, d_final_state = (
+            ops.zeros_like(value) if cotangent is None else cotangent
+            for cotangent, value in zip(upstream, (outputs, final_state), strict=True)
+        )
         previous = ops.concatenate([ops.expand_dims(h0, 0), outputs[:-1]], axis=0)
         # d h_t / d pre-activations, per unit, for every step at once.
         per_h = (1.0 - z) * (1.0 - candidate * candidate)
@@ -184,8 +195,9 @@ def _recurrence_with_bptt(x_z, x_r, x_h, h0, recurrent_kernel, bias_h):
             d = carry + d_output
             return d * z_t + ops.matmul(ops.tile(d, (1, 3)) * q, transposed), [d]
 
+        # The final state's gradient enters where the backward pass starts.
         d_h0, (d_h,) = scan(
-            step, ops.zeros_like(h0), [upstream, per_gate_q, z], num_outputs=1, reverse=True
+            step, d_final_state, [upstream, per_gate_q, z], num_outputs=1, reverse=True
         )
         d_z, d_r, d_h_gate = d_h * per_z, d_h * per_r, d_h * per_h
         d_recurrent_h = d_h * per_recurrent_h
@@ -200,4 +212,4 @@ def _recurrence_with_bptt(x_z, x_r, x_h, h0, recurrent_kernel, bias_h):
         d_bias_h = ops.sum(ops.reshape(d_recurrent_h, (-1, d_recurrent_h.shape[-1])), axis=0)
         return d_z, d_r, d_h_gate, d_h0, d_recurrent_kernel, d_bias_h
 
-    return outputs, grad
+    return (outputs, final_state), grad

@@ -365,8 +365,9 @@ class GRU(keras.layers.RNN):
             go_backwards=self.go_backwards,
             with_gradient=bool(training),
         )
-        if mask is not None:
-            outputs = self._masked_outputs(outputs, mask)
+        if mask is None:
+            return state, outputs, [state]
+        outputs = self._masked_outputs(outputs, mask)
         return outputs[:, -1], outputs, [state]
 
     def _masked_outputs(self, outputs, mask):

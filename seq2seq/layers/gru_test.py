@@ -196,6 +196,21 @@ def test_stateful_chunks_equal_whole_sequence():
     np.testing.assert_allclose(streaming(x[:, :2]), whole(x[:, :2]), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.skipif(not TENSORFLOW, reason="dynamic shapes are a TensorFlow-graph matter")
+def test_empty_batch_and_empty_sequence_under_dynamic_shapes():
+    import tensorflow as tf
+
+    layer = GRU(UNITS, return_sequences=True, return_state=True)
+    run = tf.function(
+        lambda x: layer(x, training=True), input_signature=[tf.TensorSpec([None, None, FEATURES])]
+    )
+    outputs, state = run(tf.zeros((0, TIME, FEATURES)))
+    assert tuple(outputs.shape) == (0, TIME, UNITS) and tuple(state.shape) == (0, UNITS)
+    outputs, state = run(tf.zeros((BATCH, 0, FEATURES)))
+    assert tuple(outputs.shape) == (BATCH, 0, UNITS)
+    np.testing.assert_array_equal(state, np.zeros((BATCH, UNITS)))  # the initial state
+
+
 def test_weights_have_stock_shapes_names_and_order():
     for reset_after in (True, False):
         stock, ours = paired_layers(reset_after=reset_after)

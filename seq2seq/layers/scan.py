@@ -25,7 +25,8 @@ def scan(step: StepFn, init, xs: Sequence, num_outputs: int, reverse: bool = Fal
 
     Args:
         step: `step(carry, xs_t) -> (carry, ys_t)`; `carry` is one tensor,
-            `xs_t` and `ys_t` are lists of tensors.
+            `xs_t` and `ys_t` are lists of tensors, each `y_t` shaped like the
+            carry (so that a scan over zero steps knows its output shapes).
         init: the initial carry (a tensor).
         xs: list of tensors of shape `[T, ...]`, all with the same `T`.
         num_outputs: how many tensors `step` returns in `ys_t`.
@@ -65,4 +66,15 @@ def _tf_scan(step: StepFn, init, xs: list, num_outputs: int, reverse: bool):
         (start, init, outputs),
         maximum_iterations=length,
     )
-    return carry, [ta.stack() for ta in outputs]
+    return carry, [_stack(ta, init) for ta in outputs]
+
+
+def _stack(array, like):
+    import tensorflow as tf
+
+    # An empty TensorArray cannot stack when the batch size is unknown.
+    return tf.cond(
+        array.size() > 0,
+        array.stack,
+        lambda: tf.zeros(tf.concat([[0], tf.shape(like)], 0), like.dtype),
+    )
