@@ -205,15 +205,7 @@ def check_serving_ops(export_dir: str | Path) -> None:
         ValueError: naming the unsupported op(s).
         OSError: when `saved_model.pb` cannot be read.
     """
-    saved_model = saved_model_pb2.SavedModel.FromString(
-        (Path(export_dir) / "saved_model.pb").read_bytes()
-    )
-    used = set()
-    for meta_graph in saved_model.meta_graphs:
-        graph = meta_graph.graph_def
-        used.update(node.op for node in graph.node)
-        for function in graph.library.function:
-            used.update(node.op for node in function.node_def)
+    used = saved_model_ops(export_dir)
     allowed = set(dir(tf.raw_ops)) | tensorflow_text_ops()
     unsupported = sorted(
         op
@@ -225,6 +217,26 @@ def check_serving_ops(export_dir: str | Path) -> None:
             f"{export_dir}: TensorFlow Serving cannot run unsupported op(s): "
             + ", ".join(unsupported)
         )
+
+
+def saved_model_ops(export_dir: str | Path) -> set[str]:
+    """The op types of every graph and graph function in `saved_model.pb`
+    (calls of the SavedModel's own functions are not op types).
+
+    Raises:
+        OSError: when `saved_model.pb` cannot be read.
+    """
+    saved_model = saved_model_pb2.SavedModel.FromString(
+        (Path(export_dir) / "saved_model.pb").read_bytes()
+    )
+    ops, functions = set(), set()
+    for meta_graph in saved_model.meta_graphs:
+        graph = meta_graph.graph_def
+        ops.update(node.op for node in graph.node)
+        for function in graph.library.function:
+            functions.add(function.signature.name)
+            ops.update(node.op for node in function.node_def)
+    return ops - functions
 
 
 def tensorflow_text_ops() -> frozenset[str]:

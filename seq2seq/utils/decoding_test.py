@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow.core.protobuf import saved_model_pb2
 
+from seq2seq.export.saved_model import saved_model_ops
 from seq2seq.utils.decoding import DecodingResult, beam_search, greedy_search, tile_for_beam
 
 VOCAB, BOS, EOS = 5, 0, 1
@@ -331,22 +331,6 @@ def session_run(path, contexts: np.ndarray) -> dict:
         return session.run(fetches, {signature.inputs["contexts"].name: contexts})
 
 
-def graph_ops(path) -> set[str]:
-    saved_model = saved_model_pb2.SavedModel()
-    saved_model.ParseFromString((path / "saved_model.pb").read_bytes())
-    ops = set()
-    for meta_graph in saved_model.meta_graphs:
-        ops.update(node.op for node in meta_graph.graph_def.node)
-        for function in meta_graph.graph_def.library.function:
-            ops.update(node.op for node in function.node_def)
-    functions = {
-        function.signature.name
-        for meta_graph in saved_model.meta_graphs
-        for function in meta_graph.graph_def.library.function
-    }
-    return ops - functions  # calls of the graph's own functions are not ops
-
-
 def test_runs_in_tf_function_and_saved_model(tmp_path):
     tables = random_tables(3, seed=5)
     translator = Translator(tables)
@@ -385,7 +369,7 @@ def test_runs_in_tf_function_and_saved_model(tmp_path):
             for name, value in eager.items():
                 np.testing.assert_array_equal(outputs[name], value, err_msg=name)
 
-    ops = graph_ops(path)
+    ops = saved_model_ops(path)
     assert {"While", "StatelessWhile"} & ops
     assert not {"PyFunc", "PyFuncStateless", "EagerPyFunc"} & ops
     assert {op for op in ops if not hasattr(tf.raw_ops, op)} == set()
