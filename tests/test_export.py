@@ -17,7 +17,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
 from seq2seq.cli import main
-from seq2seq.data.pipeline import SubwordTokenizer, source_ids
+from seq2seq.data.pipeline import SubwordTokenizer, pad_batch, source_ids
 from seq2seq.export import saved_model
 from seq2seq.export.saved_model import check_serving_ops, export_run, load_run
 from seq2seq.training.trainer import build_model
@@ -98,9 +98,7 @@ def test_fresh_process_matches_keras_search(tiny_run, fresh_outputs):
     model = build_model(config, tokenizer.vocab_size)
     model.load_weights(tiny_run / "best.weights.h5")
     ids = source_ids(tokenizer, SENTENCES, "fr")
-    source = np.zeros((len(ids), max(map(len, ids))), np.int32)
-    for row, sentence in enumerate(ids):
-        source[row, : len(sentence)] = sentence
+    source = pad_batch(ids)
     decoding = config.decoding
     for name, beam_size in (("greedy", 1), ("beam_3", 3), ("serving_default", 3)):
         result = model.search(

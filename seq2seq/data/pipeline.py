@@ -101,6 +101,14 @@ def source_ids(tokenizer: SubwordTokenizer, texts: list[str], target_language: s
     return [[tag, *ids, EOS_ID] for ids in tokenizer.encode(texts)]
 
 
+def pad_batch(sequences: list[list[int]]) -> np.ndarray:
+    """Id sequences as one 0-padded `[batch, longest]` int32 matrix."""
+    batch = np.zeros((len(sequences), max(map(len, sequences), default=0)), dtype=np.int32)
+    for row, sequence in enumerate(sequences):
+        batch[row, : len(sequence)] = sequence
+    return batch
+
+
 def encode_pairs(
     pairs: list[tuple[str, str]],
     directions: list[str],

@@ -13,7 +13,7 @@ import numpy as np
 import sacrebleu
 import tensorflow as tf
 
-from seq2seq.data.pipeline import SubwordTokenizer, source_ids
+from seq2seq.data.pipeline import SubwordTokenizer, pad_batch, source_ids
 
 
 def translate_ids(
@@ -25,10 +25,7 @@ def translate_ids(
     results: list[list[int]] = [[] for _ in sources]
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
-        width = max(len(sources[i]) for i in rows)
-        batch = np.zeros((len(rows), width), dtype=np.int32)
-        for row, index in enumerate(rows):
-            batch[row, : len(sources[index])] = sources[index]
+        batch = pad_batch([sources[index] for index in rows])
         for row, ids in zip(rows, search_fn(tf.constant(batch)).numpy(), strict=True):
             results[row] = [int(token) for token in ids if token > 0]
     return results
