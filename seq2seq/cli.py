@@ -11,13 +11,13 @@ from collections.abc import Sequence
 from seq2seq.data.prepare import add_prepare_parser
 from seq2seq.evaluation import add_evaluate_parser
 from seq2seq.export import add_export_parser
+from seq2seq.serving.server import add_serve_parser
 from seq2seq.translate import add_translate_parser
 
 # Subcommands whose implementation has not landed yet, with the issue that
 # tracks each. They parse no arguments and exit with status 2.
 NOT_BUILT = {
     "transcribe": ("transcribe audio files with a SavedModel or a TF Serving endpoint", 5),
-    "serve": ("serve SavedModels over TF Serving's REST and gRPC interfaces", 4),
 }
 
 
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_parser(subparsers)
     add_export_parser(subparsers)
     add_translate_parser(subparsers)
+    add_serve_parser(subparsers)
     return parser
 
 

@@ -1,6 +1,8 @@
-"""Translating with an exported SavedModel, from Python or `seq2seq translate`.
+"""Translating with an exported SavedModel or a TF Serving endpoint, from Python or
+`seq2seq translate`.
 
     translator = SavedModelTranslator.load("saved_models/translate-en-fr")
+    translator = ServerTranslator.connect("grpc://localhost:8500/translate-en-fr")
     translator.translate(["The cat sees a dog.", ""], beam_size=1)
 
 A path is a SavedModel directory or a TF Serving model base directory, whose highest
@@ -11,6 +13,7 @@ translated one by one and joined with a space.
 
 from __future__ import annotations
 
+import abc
 import json
 import re
 from pathlib import Path
@@ -18,8 +21,6 @@ from typing import Any
 
 import numpy as np
 import sentencepiece
-import tensorflow as tf
-import tensorflow_text  # noqa: F401  (registers the SentencePiece ops the graphs use)
 
 from seq2seq.export import EXPORT_INFO, resolve_model_dir
 
@@ -47,64 +48,47 @@ def split_sentences(text: str) -> list[str]:
     return [piece for piece in _SENTENCE_END.split(text.strip()) if piece]
 
 
-class SavedModelTranslator:
-    """A translator SavedModel loaded with `tf.saved_model.load`.
+class Translator(abc.ABC):
+    """Turns lines into model calls: splits long lines into sentences, batches
+    sentences of similar length, picks the signature of a beam size, and joins the
+    translations back into one line per input. Subclasses run the calls.
 
     Args:
-        model_dir: the SavedModel directory (see `seq2seq.export.resolve_model_dir`).
-        loaded: the object `tf.saved_model.load` returned for it.
+        source: what the model is, for messages (a directory or a URL).
+        signature_names: the model's signatures.
         batch_size: sentences per call of the model.
+        max_source_tokens: the most tokens the model takes from a source, when known.
+        tokenizer: the model's SentencePiece model, when known (with `max_source_tokens`,
+            it lets lines over the limit be split rather than cut).
     """
 
-    def __init__(self, model_dir: Path, loaded: Any, batch_size: int = BATCH_SIZE):
-        self.model_dir = model_dir
-        # The signatures need the variables that the loaded object owns: keep it alive.
-        self.loaded = loaded
-        self.signatures = loaded.signatures
+    def __init__(
+        self,
+        source: str | Path,
+        signature_names: list[str],
+        batch_size: int = BATCH_SIZE,
+        max_source_tokens: int | None = None,
+        tokenizer: sentencepiece.SentencePieceProcessor | None = None,
+    ):
+        self.source = source
+        self.signature_names = list(signature_names)
         self.batch_size = batch_size
-        if "serving_default" not in self.signatures:
-            raise ValueError(f"{model_dir}: the SavedModel has no serving_default signature")
-        # Exports by `seq2seq export` say how long a source may be; others are taken as
-        # they are, without sentence splitting by tokens.
-        info_path = model_dir / "assets" / EXPORT_INFO
-        spm_path = model_dir / "assets" / "spm.model"
-        self.max_source_tokens = None
-        self.tokenizer = None
-        self.direction = None
-        if info_path.is_file() and spm_path.is_file():
-            info = json.loads(info_path.read_text(encoding="utf-8"))
-            self.max_source_tokens = int(info["max_source_tokens"])
-            self.direction = info.get("direction")
-            self.tokenizer = sentencepiece.SentencePieceProcessor(model_file=str(spm_path))
+        self.max_source_tokens = max_source_tokens
+        self.tokenizer = tokenizer
+        if "serving_default" not in self.signature_names:
+            raise ValueError(f"{source}: the model has no serving_default signature")
 
-    @classmethod
-    def load(cls, path: str | Path, batch_size: int = BATCH_SIZE) -> SavedModelTranslator:
-        """Loads the SavedModel that `path` names (see `seq2seq.export.resolve_model_dir`).
-
-        Args:
-            path: a SavedModel directory or a model base directory.
-            batch_size: sentences per call of the model.
-
-        Raises:
-            ValueError: naming the path when it holds no loadable translator.
-        """
-        model_dir = resolve_model_dir(path)
-        try:
-            loaded = tf.saved_model.load(str(model_dir))
-        except Exception as error:  # TensorFlow raises many kinds; all mean "cannot load".
-            reason = next(iter(str(error).strip().splitlines()), "")  # one line of many
-            raise ValueError(
-                f"{model_dir}: cannot load the SavedModel ({type(error).__name__}: {reason})"
-            ) from error
-        return cls(model_dir, loaded, batch_size)
+    @abc.abstractmethod
+    def _run(self, signature_name: str, texts: list[str]) -> list[bytes]:
+        """Translates one batch of texts with a signature."""
 
     @property
     def beam_sizes(self) -> list[int]:
         """The beam sizes that have a signature (`greedy` is 1, `beam_N` is N)."""
-        sizes = [1] if "greedy" in self.signatures else []
+        sizes = [1] if "greedy" in self.signature_names else []
         sizes += [
             int(name.removeprefix("beam_"))
-            for name in self.signatures
+            for name in self.signature_names
             if re.fullmatch(r"beam_\d+", name)
         ]
         return sorted(sizes)
@@ -122,10 +106,10 @@ class SavedModelTranslator:
         if beam_size is None:
             return "serving_default"
         name = "greedy" if beam_size == 1 else f"beam_{beam_size}"
-        if name not in self.signatures:
+        if name not in self.signature_names:
             available = ", ".join(map(str, self.beam_sizes)) or "none"
             raise ValueError(
-                f"{self.model_dir}: no signature for beam size {beam_size} (available: {available})"
+                f"{self.source}: no signature for beam size {beam_size} (available: {available})"
             )
         return name
 
@@ -175,7 +159,7 @@ class SavedModelTranslator:
         Raises:
             ValueError: when the model has no signature for `beam_size`.
         """
-        signature = self.signatures[self.signature_name(beam_size)]
+        signature_name = self.signature_name(beam_size)
         pieces = [self.pieces(text) for text in texts]
         flat = [piece for parts in pieces for piece in parts]
         # Sentences of similar length share a batch, so that little of it is padding.
@@ -183,8 +167,8 @@ class SavedModelTranslator:
         outputs = [""] * len(flat)
         for start in range(0, len(order), self.batch_size):
             rows = order[start : start + self.batch_size]
-            batch = tf.constant([flat[row] for row in rows], dtype=tf.string)
-            for row, output in zip(rows, signature(text=batch)["text"].numpy(), strict=True):
+            batch = [flat[row] for row in rows]
+            for row, output in zip(rows, self._run(signature_name, batch), strict=True):
                 outputs[row] = output.decode("utf-8", errors="replace")
         translations, start = [], 0
         for parts in pieces:
@@ -192,6 +176,65 @@ class SavedModelTranslator:
             translations.append(" ".join(joined.splitlines()))  # one output line per input
             start += len(parts)
         return translations
+
+
+class SavedModelTranslator(Translator):
+    """A translator SavedModel loaded with `tf.saved_model.load`.
+
+    Args:
+        model_dir: the SavedModel directory (see `seq2seq.export.resolve_model_dir`).
+        loaded: the object `tf.saved_model.load` returned for it.
+        batch_size: sentences per call of the model.
+    """
+
+    def __init__(self, model_dir: Path, loaded: Any, batch_size: int = BATCH_SIZE):
+        # Exports by `seq2seq export` say how long a source may be; others are taken as
+        # they are, without sentence splitting by tokens.
+        info_path = model_dir / "assets" / EXPORT_INFO
+        spm_path = model_dir / "assets" / "spm.model"
+        max_source_tokens = tokenizer = None
+        self.direction = None
+        if info_path.is_file() and spm_path.is_file():
+            info = json.loads(info_path.read_text(encoding="utf-8"))
+            max_source_tokens = int(info["max_source_tokens"])
+            self.direction = info.get("direction")
+            tokenizer = sentencepiece.SentencePieceProcessor(model_file=str(spm_path))
+        super().__init__(
+            model_dir, list(loaded.signatures), batch_size, max_source_tokens, tokenizer
+        )
+        self.model_dir = model_dir
+        # The signatures need the variables that the loaded object owns: keep it alive.
+        self.loaded = loaded
+        self.signatures = loaded.signatures
+
+    @classmethod
+    def load(cls, path: str | Path, batch_size: int = BATCH_SIZE) -> SavedModelTranslator:
+        """Loads the SavedModel that `path` names (see `seq2seq.export.resolve_model_dir`).
+
+        Args:
+            path: a SavedModel directory or a model base directory.
+            batch_size: sentences per call of the model.
+
+        Raises:
+            ValueError: naming the path when it holds no loadable translator.
+        """
+        model_dir = resolve_model_dir(path)
+        # TensorFlow only here: translating through a server does not need it.
+        import tensorflow as tf
+        import tensorflow_text  # noqa: F401  (registers the SentencePiece ops the graphs use)
+
+        try:
+            loaded = tf.saved_model.load(str(model_dir))
+        except Exception as error:  # TensorFlow raises many kinds; all mean "cannot load".
+            reason = next(iter(str(error).strip().splitlines()), "")  # one line of many
+            raise ValueError(
+                f"{model_dir}: cannot load the SavedModel ({type(error).__name__}: {reason})"
+            ) from error
+        return cls(model_dir, loaded, batch_size)
+
+    def _run(self, signature_name: str, texts: list[str]) -> list[bytes]:
+        outputs = self.signatures[signature_name](text=np.array(texts, dtype=object))
+        return list(outputs["text"].numpy())
 
     def align(self, text: str) -> tuple[list[str], list[str], np.ndarray]:
         """Greedy translation of one text with its attention (the `align` signature).
@@ -203,10 +246,40 @@ class SavedModelTranslator:
             `(source_tokens, target_tokens, attention [target, source])`: subword pieces
             (the target-language tag and EOS included on the source side).
         """
-        outputs = self.signatures["align"](text=tf.constant([text]))
+        outputs = self.signatures["align"](text=np.array([text], dtype=object))
         source = [t.decode("utf-8", errors="replace") for t in outputs["source_tokens"][0].numpy()]
         target = [t.decode("utf-8", errors="replace") for t in outputs["target_tokens"][0].numpy()]
         source = [token for token in source if token]
         target = [token for token in target if token]
         attention = outputs["attention"][0].numpy()[: len(target), : len(source)]
         return source, target, attention
+
+
+class ServerTranslator(Translator):
+    """A translator behind a TF Serving endpoint (`seq2seq serve` or TF Serving itself).
+
+    Args:
+        client: a `seq2seq.client` REST or gRPC client for the model.
+        batch_size: sentences per request.
+    """
+
+    def __init__(self, client: Any, batch_size: int = BATCH_SIZE):
+        super().__init__(client.url, client.signature_names(), batch_size)
+        self.client = client
+
+    @classmethod
+    def connect(cls, url: str, batch_size: int = BATCH_SIZE) -> ServerTranslator:
+        """Connects to a model URL (see `seq2seq.client.connect`).
+
+        Raises:
+            ValueError: naming the URL when it is malformed or the server cannot answer.
+        """
+        from seq2seq.client import ServingClientError, connect
+
+        try:
+            return cls(connect(url), batch_size)
+        except ServingClientError as error:
+            raise ValueError(str(error)) from None
+
+    def _run(self, signature_name: str, texts: list[str]) -> list[bytes]:
+        return list(self.client.predict({"text": texts}, signature_name)["text"])

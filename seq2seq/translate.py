@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from seq2seq.client import ServingClientError
 from seq2seq.export import resolve_model_dir
 
 if TYPE_CHECKING:
@@ -44,7 +45,11 @@ def add_translate_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="PATH",
         help="SavedModel directory, or model base directory (highest version wins)",
     )
-    where.add_argument("--server", metavar="URL", help="TF Serving endpoint (not built yet)")
+    where.add_argument(
+        "--server",
+        metavar="URL",
+        help="TF Serving endpoint: http://HOST:8501/v1/models/NAME or grpc://HOST:8500/NAME",
+    )
     parser.add_argument(
         "--beam-size",
         type=int,
@@ -71,17 +76,22 @@ def run_translate(args: argparse.Namespace) -> int:
         0; 1 when an input was bad (an empty TEXT); 2 when nothing could be translated
         (bad model path or options).
     """
-    if args.server:
-        print(f"{PROG}: --server: not built yet (issue #4).", file=sys.stderr)
+    if args.plot_attention and args.server:
+        print(f"{PROG}: --plot-attention needs --model (a local SavedModel)", file=sys.stderr)
         return 2
     if args.plot_attention and (len(args.text) != 1 or not args.text[0].strip()):
         print(f"{PROG}: --plot-attention needs exactly one non-empty TEXT", file=sys.stderr)
         return 2
     try:
-        model_dir = resolve_model_dir(args.model)  # before the seconds TensorFlow takes
-        from seq2seq.inference import SavedModelTranslator
+        if args.server:
+            from seq2seq.inference import ServerTranslator
 
-        translator = SavedModelTranslator.load(model_dir)
+            translator = ServerTranslator.connect(args.server)
+        else:
+            model_dir = resolve_model_dir(args.model)  # before the seconds TensorFlow takes
+            from seq2seq.inference import SavedModelTranslator
+
+            translator = SavedModelTranslator.load(model_dir)
         translator.signature_name(args.beam_size)  # fail before reading any input
     except ValueError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
@@ -106,8 +116,15 @@ def run_translate(args: argparse.Namespace) -> int:
                     f"{translator.max_source_tokens} tokens; its end is not translated",
                     file=sys.stderr,
                 )
+        try:
+            translations = translator.translate(lines, args.beam_size)
+        except ServingClientError as error:
+            # The server failed these lines; they get empty lines, and the next block
+            # is tried, so the output stays one line per input.
+            print(f"{PROG}: {label}s {number + 1}-{number + len(lines)}: {error}", file=sys.stderr)
+            translations, status = [""] * len(lines), 1
         number += len(lines)
-        for translation in translator.translate(lines, args.beam_size):
+        for translation in translations:
             sys.stdout.write(translation + "\n")
         sys.stdout.flush()
     if args.plot_attention:

@@ -104,6 +104,8 @@ def test_plot_attention_writes_a_png(tiny_export, tmp_path, capsys):
     assert main(["translate", "--model", str(tiny_export), "--plot-attention", str(png)]) == 2
 
 
-def test_server_is_not_built_yet(capsys):
-    assert main(["translate", "--server", "http://localhost:8501/v1/models/m", "x"]) == 2
-    assert capsys.readouterr().err == "seq2seq translate: --server: not built yet (issue #4).\n"
+def test_unreachable_server_is_one_line_error(capsys):
+    assert main(["translate", "--server", "http://127.0.0.1:9/v1/models/m", "x"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("seq2seq translate: error: http://127.0.0.1:9/v1/models/m")
+    assert error.count("\n") == 1
