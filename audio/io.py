@@ -1,0 +1,370 @@
+"""Audio loading: any common file to float32 mono at one sample rate.
+
+`load_audio` decodes with soundfile (libsndfile: WAV, FLAC, OGG Vorbis/Opus,
+MP3 with libsndfile >= 1.1, AIFF, ...) and, for anything else, falls back to
+audioread, which needs a system decoder such as ffmpeg (G.722, AAC, ...).
+Channels are averaged, the sample rate converted with soxr's high-quality
+resampler (`librosa.resample(res_type="soxr_hq")`), non-finite samples replaced
+by 0 (with an `AudioWarning`) and the result clipped to [-1, 1]. Every failure
+is an `AudioError` whose message starts with the file's name.
+
+`split_at_silences` cuts long audio into pieces of bounded length at its
+quietest points, for transcribing long recordings piece by piece.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import tempfile
+import warnings
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import soundfile
+
+__all__ = [
+    "AudioError",
+    "AudioWarning",
+    "load_audio",
+    "read_wav_bytes",
+    "silence_spans",
+    "split_at_silences",
+    "to_wav_bytes",
+]
+
+Source = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
+
+
+class AudioError(ValueError):
+    """An input that cannot be turned into audio; the message names it."""
+
+
+class AudioWarning(UserWarning):
+    """Audio was loaded but repaired (non-finite samples, truncation)."""
+
+
+def load_audio(
+    source: Source,
+    sample_rate: int = 16000,
+    *,
+    name: str | None = None,
+    strict: bool = True,
+) -> np.ndarray:
+    """Loads an audio file as float32 mono samples in [-1, 1] at `sample_rate`.
+
+    Args:
+        source: A path, the file's bytes, or a binary file object.
+        sample_rate: Output sample rate in Hz. Default: 16000.
+        name: Name of the input in messages. Default: the path, or `"<bytes>"`.
+        strict: Whether a truncated file (fewer samples than its header
+            declares) is an error; otherwise its samples are returned with an
+            `AudioWarning`. Default: `True`.
+
+    Returns:
+        float32 `[samples]`.
+
+    Raises:
+        AudioError: Missing, empty, truncated or undecodable input.
+
+    Example:
+
+    >>> stereo = np.stack([np.full(800, 0.5), np.full(800, -0.25)], axis=1)
+    >>> audio = load_audio(to_wav_bytes(stereo, 8000), sample_rate=16000)
+    >>> audio.dtype, audio.shape, round(float(audio[800]), 2)
+    (dtype('float32'), (1600,), 0.12)
+    """
+    data, name, path = _read_source(source, name)
+    samples, rate = _decode(data, name, path, strict)
+    return _finish(samples, rate, sample_rate, name)
+
+
+def read_wav_bytes(data: bytes, sample_rate: int = 16000, *, name: str = "<wav bytes>"):
+    """Decodes 16-bit PCM WAV bytes as the `transcribe_wav` signature does.
+
+    Samples are scaled by 1/32768 like `tf.audio.decode_wav` (and
+    `audio.features.decode_wav_batch`) and channels averaged; other sample
+    rates are resampled to `sample_rate` (the graph rejects them instead).
+
+    Args:
+        data: A complete WAV file.
+        sample_rate: Output sample rate in Hz. Default: 16000.
+        name: Name of the input in messages.
+
+    Returns:
+        float32 `[samples]` in [-1, 1).
+
+    Raises:
+        AudioError: Not a WAV file, or not 16-bit PCM, or truncated.
+
+    Example:
+
+    >>> read_wav_bytes(to_wav_bytes(np.array([0.5, -1.0]))).tolist()
+    [0.5, -1.0]
+    """
+    data = bytes(data)
+    try:
+        info = soundfile.info(io.BytesIO(data))
+    except (soundfile.LibsndfileError, RuntimeError) as error:
+        raise AudioError(f"{name}: not a WAV file ({_reason(error)})") from None
+    if info.format not in ("WAV", "WAVEX") or info.subtype != "PCM_16":
+        raise AudioError(f"{name}: expected 16-bit PCM WAV, got {info.format} {info.subtype}")
+    samples, rate = _decode(data, name, None, strict=True)
+    return _finish(samples, rate, sample_rate, name)
+
+
+def to_wav_bytes(audio: np.ndarray, sample_rate: int = 16000) -> bytes:
+    """Encodes samples in [-1, 1] (`[samples]` or `[samples, channels]`) as
+    16-bit PCM WAV bytes, the input of the `transcribe_wav` signature.
+
+    Example:
+
+    >>> to_wav_bytes(np.zeros(10))[:4], len(to_wav_bytes(np.zeros(10)))
+    (b'RIFF', 64)
+    """
+    buffer = io.BytesIO()
+    audio = np.clip(np.asarray(audio, np.float32), -1.0, 1.0)
+    soundfile.write(buffer, audio, sample_rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def _read_source(source: Source, name: str | None) -> tuple[bytes, str, Path | None]:
+    """The input's bytes, its name for messages, and its path if it has one."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source), name or "<bytes>", None
+    if hasattr(source, "read"):
+        name = name or str(getattr(source, "name", "<file object>"))
+        try:
+            return bytes(source.read()), name, None
+        except OSError as error:
+            raise AudioError(f"{name}: cannot read ({error})") from None
+    path = Path(source)
+    name = name or str(source)
+    try:
+        return path.read_bytes(), name, path
+    except FileNotFoundError:
+        raise AudioError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise AudioError(f"{name}: is a directory, not an audio file") from None
+    except OSError as error:
+        raise AudioError(f"{name}: cannot read ({error.strerror or error})") from None
+
+
+def _reason(error: Exception) -> str:
+    """libsndfile's reason without soundfile's 'Error opening <object>: '."""
+    text = str(error)
+    return text.split(": ", 1)[1] if text.startswith("Error opening") and ": " in text else text
+
+
+def _decode(data: bytes, name: str, path: Path | None, strict: bool):
+    """`(samples [n, channels] float32, sample_rate)`, or an `AudioError`."""
+    if not data:
+        raise AudioError(f"{name}: empty file")
+    try:
+        with soundfile.SoundFile(io.BytesIO(data)) as file:
+            declared, rate = file.frames, file.samplerate
+            samples = file.read(dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
+        samples, rate = _decode_audioread(data, name, path, _reason(error))
+        declared = len(samples)
+    truncation = _wav_truncation(data) or _ogg_truncation(data)
+    if truncation is None and len(samples) < 0.99 * declared:
+        truncation = f"header declares {declared} samples, only {len(samples)} decode"
+    if truncation is not None:
+        if strict:
+            raise AudioError(f"{name}: truncated file ({truncation})")
+        warnings.warn(f"{name}: truncated file ({truncation})", AudioWarning, stacklevel=3)
+    if len(samples) == 0 or samples.shape[1] == 0:
+        raise AudioError(f"{name}: contains no audio samples")
+    return samples, int(rate)
+
+
+def _decode_audioread(data: bytes, name: str, path: Path | None, reason: str):
+    """Decodes what libsndfile cannot with audioread (ffmpeg, GStreamer, ...)."""
+    try:
+        import audioread
+    except ImportError:
+        raise AudioError(f"{name}: cannot decode audio ({reason})") from None
+    temporary = None
+    try:
+        if path is None:
+            temporary = tempfile.NamedTemporaryFile(suffix=".audio", delete=False)
+            temporary.write(data)
+            temporary.close()
+        target = str(path) if path is not None else temporary.name
+        with audioread.audio_open(target) as file:
+            rate, channels = file.samplerate, file.channels
+            raw = b"".join(file)
+    except audioread.NoBackendError:
+        raise AudioError(
+            f"{name}: cannot decode audio ({reason}; no other decoder: install ffmpeg "
+            "for formats libsndfile lacks)"
+        ) from None
+    except (audioread.DecodeError, OSError, EOFError) as error:
+        raise AudioError(f"{name}: cannot decode audio ({reason}; {error})") from None
+    finally:
+        if temporary is not None:
+            os.unlink(temporary.name)
+    samples = np.frombuffer(raw[: len(raw) // 2 * 2], "<i2").astype(np.float32) / 32768.0
+    return samples[: len(samples) // channels * channels].reshape(-1, channels), rate
+
+
+def _wav_truncation(data: bytes) -> str | None:
+    """Why a RIFF WAV's data chunk is shorter than its header says, or None.
+
+    libsndfile silently shortens such files; a download cut short should not
+    be transcribed as if it were complete.
+    """
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return None
+    offset = 12
+    while offset + 8 <= len(data):
+        chunk = data[offset : offset + 4]
+        (size,) = struct.unpack("<I", data[offset + 4 : offset + 8])
+        if chunk == b"data":
+            available = len(data) - offset - 8
+            if size in (0, 0xFFFFFFFF) or available >= size - 1:  # unknown size, pad byte
+                return None
+            return f"data chunk declares {size} bytes, only {available} present"
+        offset += 8 + size + (size & 1)
+    return None
+
+
+def _ogg_truncation(data: bytes) -> str | None:
+    """Why an Ogg file (Vorbis, Opus, FLAC) was cut short, or None.
+
+    libsndfile takes an Ogg file's length from its last complete page, so a
+    file cut at any point looks complete; a complete one ends with a whole page
+    that carries the end-of-stream flag.
+    """
+    if data[:4] != b"OggS":
+        return None
+    last = data.rfind(b"OggS")
+    header = data[last : last + 27]
+    if len(header) < 27:
+        return "the last Ogg page is cut"
+    segments = data[last + 27 : last + 27 + header[26]]
+    if len(segments) < header[26] or last + 27 + header[26] + sum(segments) > len(data):
+        return "the last Ogg page is cut"
+    if not header[5] & 0x04:
+        return "no end-of-stream page"
+    return None
+
+
+def _finish(samples: np.ndarray, rate: int, sample_rate: int, name: str) -> np.ndarray:
+    """Mono, finite, resampled and clipped float32 samples."""
+    mono = samples.mean(axis=1, dtype=np.float32) if samples.ndim == 2 else samples
+    finite = np.isfinite(mono)
+    if not finite.all():
+        count = int(mono.size - finite.sum())
+        message = f"{name}: replaced {count} non-finite samples (NaN/Inf) by 0"
+        warnings.warn(message, AudioWarning, stacklevel=3)
+        mono = np.where(finite, mono, np.float32(0.0))
+    mono = np.clip(mono, -1.0, 1.0)
+    if rate != sample_rate:
+        import librosa
+
+        mono = librosa.resample(mono, orig_sr=rate, target_sr=sample_rate, res_type="soxr_hq")
+        mono = np.clip(mono, -1.0, 1.0)
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def _frame_energy_db(audio: np.ndarray, frame: int) -> np.ndarray:
+    """Mean power in dB of consecutive frames of `frame` samples."""
+    count = len(audio) // frame
+    power = np.square(audio[: count * frame].astype(np.float64)).reshape(count, frame).mean(1)
+    return 10.0 * np.log10(power + 1e-10)
+
+
+def _quietest_frame(energy: np.ndarray, tolerance_db: float) -> int:
+    """Index of the middle of the last run of frames within `tolerance_db` of
+    the minimum of `energy`."""
+    quiet = energy <= energy.min() + tolerance_db
+    end = len(quiet) - int(np.argmax(quiet[::-1]))  # one past the last quiet frame
+    before = np.flatnonzero(~quiet[:end])
+    begin = int(before[-1]) + 1 if len(before) else 0
+    return (begin + end - 1) // 2
+
+
+def silence_spans(
+    audio: np.ndarray,
+    max_seconds: float = 20.0,
+    sample_rate: int = 16000,
+    *,
+    min_fraction: float = 0.5,
+    smooth_seconds: float = 0.2,
+    tolerance_db: float = 1.0,
+) -> list[tuple[int, int]]:
+    """Where to cut long audio: contiguous `(start, end)` sample spans covering
+    it, each at most `max_seconds` long, cut at the quietest points.
+
+    Frame energies (10 ms) are smoothed over `smooth_seconds`. Between
+    `min_fraction` and 1 times `max_seconds` after the previous cut, the frames
+    within `tolerance_db` of the quietest form runs (pauses); the cut goes to
+    the middle of the last run. Pieces are thus neither tiny nor longer than
+    allowed, and cuts fall in the middle of pauses whenever there are any.
+
+    Args:
+        audio: Mono samples `[samples]`.
+        max_seconds: Longest piece in seconds. Default: 20.
+        sample_rate: Sample rate of `audio`. Default: 16000.
+        min_fraction: Shortest piece before the last, as a fraction of
+            `max_seconds`. Default: 0.5.
+        smooth_seconds: Length of the stretch whose energy is compared.
+            Default: 0.2.
+        tolerance_db: How much louder than the quietest stretch a stretch may
+            be and still count as equally quiet. Default: 1.
+
+    Returns:
+        `[(start, end), ...]` with `start` of each the `end` of the previous,
+        from 0 to `len(audio)`; one span if the audio is short enough.
+
+    Example:
+
+    >>> tone = np.sin(np.arange(16000 * 5) / 3.0)
+    >>> tone[16000 * 3 : 16000 * 3 + 1600] = 0.0  # a pause at 3.0-3.1 s
+    >>> silence_spans(tone, max_seconds=4.0)
+    [(0, 48800), (48800, 80000)]
+    """
+    audio = np.asarray(audio)
+    if audio.ndim != 1:
+        raise ValueError(f"`audio` must be 1-D (mono samples), got shape {audio.shape}.")
+    frame = max(1, sample_rate // 100)
+    longest = int(max_seconds * sample_rate) // frame * frame
+    if longest < frame:
+        raise ValueError(f"`max_seconds` is shorter than 10 ms: {max_seconds!r}.")
+    if len(audio) <= longest:
+        return [(0, len(audio))]
+    energy = _frame_energy_db(audio, frame)
+    width = max(1, int(round(smooth_seconds * sample_rate / frame)))
+    smoothed = np.convolve(energy, np.ones(width) / width, mode="same")
+    spans, start = [], 0
+    while len(audio) - start > longest:
+        first = (start + int(min_fraction * longest)) // frame + 1
+        last = (start + longest) // frame  # cut at a frame boundary <= start + longest
+        cut = _quietest_frame(smoothed[first : last + 1], tolerance_db) * frame + first * frame
+        spans.append((start, cut))
+        start = cut
+    spans.append((start, len(audio)))
+    return spans
+
+
+def split_at_silences(
+    audio: np.ndarray, max_seconds: float = 20.0, sample_rate: int = 16000, **kwargs
+) -> list[np.ndarray]:
+    """Splits long audio at its quietest points into pieces of at most
+    `max_seconds`; their concatenation is `audio`. Keyword arguments are those
+    of `silence_spans`.
+
+    Example:
+
+    Without any pause, cuts fall in the middle of the allowed window:
+
+    >>> pieces = split_at_silences(np.ones(16000 * 50, "float32"), max_seconds=20)
+    >>> [len(piece) / 16000 for piece in pieces]
+    [15.0, 15.0, 20.0]
+    """
+    spans = silence_spans(audio, max_seconds, sample_rate, **kwargs)
+    return [audio[start:end] for start, end in spans]
