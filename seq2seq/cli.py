@@ -12,13 +12,12 @@ from seq2seq.data.prepare import add_prepare_parser
 from seq2seq.evaluation import add_evaluate_parser
 from seq2seq.export import add_export_parser
 from seq2seq.serving.server import add_serve_parser
+from seq2seq.transcribe import add_transcribe_parser
 from seq2seq.translate import add_translate_parser
 
 # Subcommands whose implementation has not landed yet, with the issue that
 # tracks each. They parse no arguments and exit with status 2.
-NOT_BUILT = {
-    "transcribe": ("transcribe audio files with a SavedModel or a TF Serving endpoint", 5),
-}
+NOT_BUILT: dict[str, tuple[str, int]] = {}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_parser(subparsers)
     add_export_parser(subparsers)
     add_translate_parser(subparsers)
+    add_transcribe_parser(subparsers)
     add_serve_parser(subparsers)
     return parser
 
@@ -48,7 +48,8 @@ def _add_train_parser(subparsers) -> None:
         "train",
         help="train a model from a YAML config with model.fit",
         description=(
-            "Train the model a YAML config describes (see configs/). Progress, dev BLEU, "
+            "Train the model a YAML config describes (see configs/). Progress, dev BLEU "
+            "(translation) or dev WER (speech), "
             "the best checkpoint, a training-curve plot and TensorBoard logs go to the "
             "config's training.output_dir. Interrupted? Run the same command again: it "
             "resumes from the last backup."

@@ -1,7 +1,10 @@
 """Training configs: one YAML file per model, read into typed dataclasses.
 
 Every field has a default, so a config only states what differs; unknown keys
-are errors (a typo must not silently train the wrong model).
+are errors (a typo must not silently train the wrong model). `task` picks the
+kind of the `data`, `model` and `decoding` sections: `translate` (the default)
+or `asr` (speech recognition: `SpeechDataConfig`, `SpeechModelConfig`,
+`SpeechDecodingConfig`).
 """
 
 from __future__ import annotations
@@ -67,11 +70,106 @@ class DecodingConfig:
 
 
 @dataclass
+class WaveAugmentConfig:
+    """Waveform augmentation of training utterances (`audio.augment.augment_waveform`)."""
+
+    enabled: bool = True
+    speeds: list[float] = field(default_factory=lambda: [0.9, 1.0, 1.1])
+    noise_probability: float = 0.5
+    snr_db: list[float] = field(default_factory=lambda: [10.0, 30.0])  # uniform in [low, high]
+
+
+@dataclass
+class SpeechDataConfig:
+    """Where the prepared speech corpus is (`seq2seq prepare asr`) and how it is batched."""
+
+    dir: str = "data/asr-en"
+    train: str = "train.tsv"  # `path<TAB>transcript<TAB>seconds<TAB>voice`, paths relative to dir
+    dev: str = "dev.tsv"
+    batch_seconds: float = 240.0  # padded audio seconds per batch (after augmentation)
+    max_seconds: float = 16.0  # longer training utterances are skipped
+    bucket_seconds: list[float] = field(
+        default_factory=lambda: [1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 16.0]
+    )
+    dev_utterances: int = 200  # dev utterances decoded for WER during training
+    normalization_utterances: int = 400  # training utterances that fit the feature scale
+    shuffle_buffer: int = 5000
+    augment: WaveAugmentConfig = field(default_factory=WaveAugmentConfig)
+
+
+@dataclass
+class FrontEndSection:
+    """The log-mel front-end (`audio.features.FrontEndConfig`) and its normalization."""
+
+    sample_rate: int = 16000
+    n_fft: int = 400  # 25 ms
+    hop_length: int = 160  # 10 ms
+    n_mels: int = 80
+    fmin: float = 0.0
+    fmax: float | None = 8000.0
+    normalization: str = "utterance_mean"  # audio.layers.FeatureNormalization's mode
+
+
+@dataclass
+class SpecAugmentSection:
+    """SpecAugment masks (`audio.layers.SpecAugment`), training only."""
+
+    enabled: bool = True
+    freq_masks: int = 2
+    freq_width: int = 15  # mel bands
+    time_masks: int = 2
+    time_width: int = 40  # frames of 10 ms
+    time_ratio: float = 0.2
+
+
+@dataclass
+class SpeechModelConfig:
+    """Log-mel -> normalization -> SpecAugment -> strided convolutions -> bidirectional
+    GRU encoder (+ CTC head) -> attention GRU decoder over characters."""
+
+    gru: str = "ours"  # "ours" (seq2seq.layers.GRU) or "stock" (keras.layers.GRU)
+    front_end: FrontEndSection = field(default_factory=FrontEndSection)
+    spec_augment: SpecAugmentSection = field(default_factory=SpecAugmentSection)
+    conv_channels: list[int] = field(default_factory=lambda: [32, 32])  # one 2x stride each
+    conv_kernel: int = 3
+    encoder_units: int = 256  # per direction
+    encoder_layers: int = 3
+    decoder_units: int = 256
+    embedding_dim: int = 64
+    attention: str = "luong"
+    attention_units: int = 128  # bahdanau only
+    dropout: float = 0.1
+    ctc_weight: float = 0.3  # loss = ctc_weight * CTC + (1 - ctc_weight) * smoothed CE
+
+
+@dataclass
+class SpeechDecodingConfig(DecodingConfig):
+    beam_size: int = 4
+    length_penalty: float = 0.6
+    # Maximum characters = ratio * encoder frames (40 ms each) + offset.
+    max_length_ratio: float = 1.0
+    max_length_offset: int = 10
+    ctc_weight: float = 0.3  # beam search: weight of the CTC score when rescoring the n-best
+    max_piece_seconds: float = 20.0  # clients split longer audio at silences
+
+
+TASKS = {
+    "translate": {"data": DataConfig, "model": ModelConfig, "decoding": DecodingConfig},
+    "asr": {
+        "data": SpeechDataConfig,
+        "model": SpeechModelConfig,
+        "decoding": SpeechDecodingConfig,
+    },
+}
+"""The section types of each task."""
+
+
+@dataclass
 class Config:
     name: str = "translate-en-fr"
     task: str = "translate"
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig | SpeechDataConfig = field(default_factory=DataConfig)
+    model: ModelConfig | SpeechModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     decoding: DecodingConfig = field(default_factory=DecodingConfig)
 
@@ -79,8 +177,8 @@ class Config:
         return dataclasses.asdict(self)
 
 
-def _build(cls, values: dict[str, Any], where: str):
-    types = typing.get_type_hints(cls)
+def _build(cls, values: dict[str, Any], where: str, sections: dict[str, type] | None = None):
+    types = {**typing.get_type_hints(cls), **(sections or {})}
     unknown = sorted(set(values) - set(types))
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}")
@@ -95,7 +193,21 @@ def _build(cls, values: dict[str, Any], where: str):
 
 
 def config_from_dict(values: dict[str, Any], where: str = "config") -> Config:
-    return _build(Config, values or {}, where)
+    values = values or {}
+    task = values.get("task", "translate")
+    if task not in TASKS:
+        raise ValueError(f"{where}: task must be one of {', '.join(TASKS)}, got {task!r}")
+    config = _build(Config, values, where, TASKS[task])
+    for name, section in TASKS[task].items():
+        if name not in values:
+            setattr(config, name, section())
+    if task == "asr":
+        # The translation defaults must never name a speech run's files.
+        if "name" not in values:
+            config.name = "asr-en"
+        if "output_dir" not in values.get("training", {}):
+            config.training.output_dir = f"runs/{config.name}"
+    return config
 
 
 def load_config(path: str | Path) -> Config:
@@ -115,6 +227,9 @@ def load_config(path: str | Path) -> Config:
 
 
 def _validate(config: Config, path: Path) -> None:
+    if config.task == "asr":
+        _validate_asr(config, path)
+        return
     if config.model.gru not in ("ours", "stock"):
         raise ValueError(f"{path}: model.gru must be 'ours' or 'stock', got {config.model.gru!r}")
     if config.model.attention not in ("luong", "bahdanau"):
@@ -126,3 +241,31 @@ def _validate(config: Config, path: Path) -> None:
             raise ValueError(
                 f"{path}: data.directions entries look like 'en-fr', got {direction!r}"
             )
+
+
+def _validate_asr(config: Config, path: Path) -> None:
+    model, data, decoding = config.model, config.data, config.decoding
+    if model.gru not in ("ours", "stock"):
+        raise ValueError(f"{path}: model.gru must be 'ours' or 'stock', got {model.gru!r}")
+    if model.attention not in ("luong", "bahdanau"):
+        raise ValueError(
+            f"{path}: model.attention must be 'luong' or 'bahdanau', got {model.attention!r}"
+        )
+    modes = ("utterance_mean", "utterance", "global")
+    if model.front_end.normalization not in modes:
+        raise ValueError(
+            f"{path}: model.front_end.normalization must be one of {', '.join(modes)}, "
+            f"got {model.front_end.normalization!r}"
+        )
+    if not model.conv_channels or min(model.conv_channels) < 1:
+        raise ValueError(f"{path}: model.conv_channels must list positive channel counts")
+    for name, weight in (("model", model.ctc_weight), ("decoding", decoding.ctc_weight)):
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"{path}: {name}.ctc_weight must be in [0, 1], got {weight}")
+    if len(data.augment.snr_db) != 2 or not data.augment.speeds:
+        raise ValueError(f"{path}: data.augment needs snr_db [low, high] and some speeds")
+    if data.batch_seconds < data.max_seconds:
+        raise ValueError(
+            f"{path}: data.batch_seconds ({data.batch_seconds}) must hold one utterance of "
+            f"data.max_seconds ({data.max_seconds})"
+        )

@@ -95,3 +95,39 @@ def tiny_export(tiny_run, tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("saved_models") / "translate-en-fr"
     assert main(["export", "--run", str(tiny_run), "--model-base-path", str(base)]) == 0
     return base
+
+
+# -- speech: a synthetic tone corpus (tests/asr_corpus.py) and a tiny model trained on it --
+
+
+@pytest.fixture(scope="session")
+def tiny_asr_corpus(tmp_path_factory) -> Path:
+    """A prepared speech corpus in the layout `seq2seq prepare asr` writes."""
+    from asr_corpus import write_corpus
+
+    return write_corpus(tmp_path_factory.mktemp("data") / "asr-en")
+
+
+@pytest.fixture(scope="session")
+def tiny_asr_run(tiny_asr_corpus, tmp_path_factory) -> Path:
+    """A training run of configs/test-asr-tiny.yaml on the tone corpus (~1 min)."""
+    values = yaml.safe_load(Path("configs/test-asr-tiny.yaml").read_text(encoding="utf-8"))
+    output_dir = tmp_path_factory.mktemp("runs") / "asr-tiny"
+    values["data"]["dir"] = str(tiny_asr_corpus)
+    values["training"]["output_dir"] = str(output_dir)
+    config = tmp_path_factory.mktemp("configs") / "asr-tiny.yaml"
+    config.write_text(yaml.safe_dump(values), encoding="utf-8")
+    result = run_seq2seq("train", str(config))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return output_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_asr_export(tiny_asr_run, tmp_path_factory) -> Path:
+    """A TF Serving model base directory holding `seq2seq export`'s version 1 of
+    `tiny_asr_run`."""
+    from seq2seq.cli import main  # in this process, which has TensorFlow loaded already
+
+    base = tmp_path_factory.mktemp("saved_models") / "asr-en"
+    assert main(["export", "--run", str(tiny_asr_run), "--model-base-path", str(base)]) == 0
+    return base

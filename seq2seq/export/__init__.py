@@ -63,11 +63,14 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
         "export",
         help="export a checkpoint as the next SavedModel version for TF Serving",
         description=(
-            "Export a trained translator as BASE/<next version>/, a SavedModel that stock "
-            "TensorFlow Serving runs: text in, text out, tokenization and search in the "
-            "graph. Signatures: serving_default (beam search), greedy, beam_2, beam_3, "
-            "beam_4, beam_5, beam_8 and align (attention). The version appears only once "
-            "it is complete and checked."
+            "Export a trained model as BASE/<next version>/, a SavedModel that stock "
+            "TensorFlow Serving runs. A translator (task translate): text in, text out, "
+            "tokenization and search in the graph; signatures serving_default (beam "
+            "search), greedy, beam_2, beam_3, beam_4, beam_5, beam_8 and align (attention). "
+            "A speech recognizer (task asr): 16 kHz audio and lengths in, text out, log-mel "
+            "front-end and search in the graph; signatures serving_default (audio, "
+            "audio_length), transcribe_wav (wav_bytes), greedy, beam_4 and beam_8. The "
+            "version appears only once it is complete and checked."
         ),
     )
     parser.add_argument(
@@ -86,7 +89,8 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--direction",
         metavar="SRC-TGT",
-        help="translation direction to serve (default: the run's first direction)",
+        help="translation direction to serve (default: the run's first direction; "
+        "translators only)",
     )
     parser.add_argument(
         "--beam-size",

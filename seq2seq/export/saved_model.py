@@ -30,7 +30,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import tensorflow as tf
 import tensorflow_text
@@ -266,21 +268,81 @@ def write_warmup_requests(export_dir: str | Path, model_name: str, sentences: li
     Returns:
         The path of the file written.
     """
+    batches = [[sentence] for sentence in sentences] + [sentences]
+    requests = [{"text": tf.make_tensor_proto(batch, dtype=tf.string)} for batch in batches]
+    return write_prediction_logs(export_dir, model_name, requests)
+
+
+def write_prediction_logs(
+    export_dir: str | Path,
+    model_name: str,
+    requests: list[dict[str, tf.Tensor]],
+    signature_name: str = "serving_default",
+) -> Path:
+    """Writes `assets.extra/tf_serving_warmup_requests`: one `PredictionLog` per request.
+
+    Args:
+        export_dir: the SavedModel directory.
+        model_name: the model's name in TF Serving (its base directory's name).
+        requests: each a mapping of input name to a `TensorProto` (or a value that
+            `tf.make_tensor_proto` takes).
+        signature_name: the signature the requests call.
+
+    Returns:
+        The path of the file written.
+    """
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
     path = Path(export_dir) / "assets.extra" / "tf_serving_warmup_requests"
     path.parent.mkdir(parents=True, exist_ok=True)
     with tf.io.TFRecordWriter(str(path)) as writer:
-        for batch in [[sentence] for sentence in sentences] + [sentences]:
+        for inputs in requests:
             request = predict_pb2.PredictRequest(
-                model_spec=model_pb2.ModelSpec(name=model_name, signature_name="serving_default")
+                model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature_name)
             )
-            request.inputs["text"].CopyFrom(tf.make_tensor_proto(batch, dtype=tf.string))
+            for name, value in inputs.items():
+                request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
             log = prediction_log_pb2.PredictionLog(
                 predict_log=prediction_log_pb2.PredictLog(request=request)
             )
             writer.write(log.SerializeToString())
     return path
+
+
+def publish_version(base_path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Writes a model version atomically: `write(directory)` fills a hidden temporary
+    directory in `base_path`, which is then renamed to the next version number, so that
+    a polling server never sees half a model. Should `write` raise, nothing is left.
+
+    Args:
+        base_path: TF Serving model base directory; created if missing.
+        write: saves, completes and checks the SavedModel in the directory it is given.
+
+    Returns:
+        The new version directory, `base_path/<version>`.
+    """
+    base_path = Path(base_path)
+    base_path.mkdir(parents=True, exist_ok=True)
+    # Hidden and not numeric: TF Serving ignores it until the rename.
+    temporary = base_path / f".export-tmp-{os.getpid()}"
+    shutil.rmtree(temporary, ignore_errors=True)
+    try:
+        write(temporary)
+        version = base_path / str(next_version(base_path))
+        os.rename(temporary, version)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    return version
+
+
+def load_weights(model: Any, weights: Path) -> None:
+    """`model.load_weights(weights)`, with any failure a `ValueError` naming the file."""
+    try:
+        model.load_weights(weights)
+    except (OSError, ValueError, KeyError) as error:  # h5py's errors do not name the file
+        reason = next(iter(str(error).strip().splitlines()), type(error).__name__)
+        raise ValueError(f"{weights}: cannot load the weights ({reason})") from None
 
 
 def load_run(run_dir: str | Path) -> Config:
@@ -309,6 +371,9 @@ def export_run(
 ) -> Path:
     """Exports a trained translator as the next version of a TF Serving model base dir.
 
+    A run of `task: asr` is a speech recognizer: it goes to
+    `seq2seq.export.asr.export_transcriber` (`direction` must then be None).
+
     Args:
         run_dir: training run directory (`config.yaml`, `spm.model`, weights).
         base_path: TF Serving model base directory; created if missing. Its name is the
@@ -328,6 +393,12 @@ def export_run(
     """
     run_dir, base_path = Path(run_dir), Path(base_path)
     config = load_run(run_dir)
+    if config.task == "asr":  # a speech recognizer: seq2seq.export.asr
+        if direction:
+            raise ValueError(f"{run_dir}: --direction is for translators; this run is task asr")
+        from seq2seq.export.asr import export_transcriber
+
+        return export_transcriber(run_dir, base_path, config, weights, beam_size)
     weights = Path(weights) if weights else run_dir / "best.weights.h5"
     direction = direction or config.data.directions[0]
     beam_size = config.decoding.beam_size if beam_size is None else beam_size
@@ -344,7 +415,7 @@ def export_run(
     tokenizer = SubwordTokenizer(run_dir / "spm.model")
     model = Translator(tokenizer.vocab_size, config.model)
     model.build()
-    model.load_weights(weights)
+    load_weights(model, weights)
     max_source_tokens = min(config.data.max_length, MAX_SOURCE_TOKENS)
     module, signatures = build_serving_module(
         model,
@@ -362,26 +433,18 @@ def export_run(
     }
     sentences = WARMUP_SENTENCES.get(source_language, WARMUP_SENTENCES["en"])
 
-    base_path.mkdir(parents=True, exist_ok=True)
-    # Hidden and not numeric: TF Serving ignores it until the rename.
-    temporary = base_path / f".export-tmp-{os.getpid()}"
-    shutil.rmtree(temporary, ignore_errors=True)
-    try:
-        tf.saved_model.save(module, str(temporary), signatures=signatures)
-        assets = temporary / "assets"
+    def write(directory: Path) -> None:
+        tf.saved_model.save(module, str(directory), signatures=signatures)
+        assets = directory / "assets"
         assets.mkdir(exist_ok=True)
         shutil.copyfile(tokenizer.model_file, assets / "spm.model")
         shutil.copyfile(run_dir / "config.yaml", assets / "config.yaml")
         (assets / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        write_warmup_requests(temporary, base_path.name, sentences)
-        check_serving_ops(temporary)
-        _check_translates(temporary, sentences)
-        version = base_path / str(next_version(base_path))
-        os.rename(temporary, version)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
-    return version
+        write_warmup_requests(directory, base_path.name, sentences)
+        check_serving_ops(directory)
+        _check_translates(directory, sentences)
+
+    return publish_version(base_path, write)
 
 
 def _check_translates(export_dir: Path, sentences: list[str]) -> None:

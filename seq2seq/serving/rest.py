@@ -20,6 +20,7 @@ from typing import Any
 
 import grpc
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from seq2seq.serving import messages
 from seq2seq.serving.servables import ModelManager, ServingError
@@ -174,13 +175,30 @@ class RestApi:
         return _answer(messages.json_outputs(outputs, rows))
 
 
+class _ServerLog(logging.LoggerAdapter):
+    """aiohttp's log of the requests it answers itself: a malformed one (the client's
+    fault, e.g. a request line over 8190 bytes) is one warning line, not an error with a
+    traceback that any client could fill the log with."""
+
+    def exception(self, msg, *args, exc_info=True, **kwargs) -> None:
+        if isinstance(exc_info, HttpProcessingError):
+            reason = " ".join(str(exc_info).split())[:200]
+            self.warning(f"{msg}: %s", *args, reason, **kwargs)
+        else:
+            super().exception(msg, *args, exc_info=exc_info, **kwargs)
+
+
 async def start_rest(api: RestApi, host: str, port: int) -> web.AppRunner:
     """Starts serving `api` on host:port; `await runner.cleanup()` stops it.
 
     Raises:
         OSError: when the port cannot be bound.
     """
-    runner = web.AppRunner(api.application(), access_log=None)
+    runner = web.AppRunner(
+        api.application(),
+        access_log=None,
+        logger=_ServerLog(logging.getLogger("aiohttp.server"), {}),
+    )
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner

@@ -1,5 +1,5 @@
-"""Callbacks of `seq2seq train`: dev BLEU with best-checkpoint keeping, and
-the training-curve plot."""
+"""Callbacks of `seq2seq train`: dev BLEU (translation) or dev WER (speech) with
+best-checkpoint keeping, and the training-curve plot."""
 
 from __future__ import annotations
 
@@ -89,12 +89,30 @@ class DevBleu(keras.callbacks.Callback):
 
 class TrainingCurves(keras.callbacks.Callback):
     """Redraws `training_curves.png` (loss and dev BLEU by epoch) from the
-    CSV history after every epoch, so it covers resumed runs too."""
+    CSV history after every epoch, so it covers resumed runs too.
 
-    def __init__(self, history_csv: Path, image: Path):
+    Args:
+        history_csv: the `CSVLogger` file.
+        image: the PNG to write.
+        metric: the dev score's column. Default: `"dev_bleu"`.
+        title: its plot's title. Default: `"dev BLEU (greedy)"`.
+        loss_label: the loss's axis label. Default: `"label-smoothed CE"`.
+    """
+
+    def __init__(
+        self,
+        history_csv: Path,
+        image: Path,
+        metric: str = "dev_bleu",
+        title: str = "dev BLEU (greedy)",
+        loss_label: str = "label-smoothed CE",
+    ):
         super().__init__()
         self.history_csv = Path(history_csv)
         self.image = Path(image)
+        self.metric = metric
+        self.title = title
+        self.loss_label = loss_label
 
     def on_epoch_end(self, epoch, logs=None):
         import matplotlib
@@ -111,9 +129,10 @@ class TrainingCurves(keras.callbacks.Callback):
         epochs = [int(r["epoch"]) + 1 for r in history]
         figure, (loss_axis, bleu_axis) = plt.subplots(1, 2, figsize=(10, 4))
         loss_axis.plot(epochs, [float(r["loss"]) for r in history], marker="o")
-        loss_axis.set(title="training loss", xlabel="epoch", ylabel="label-smoothed CE")
-        bleu_axis.plot(epochs, [float(r.get("dev_bleu") or "nan") for r in history], marker="o")
-        bleu_axis.set(title="dev BLEU (greedy)", xlabel="epoch", ylabel="BLEU")
+        loss_axis.set(title="training loss", xlabel="epoch", ylabel=self.loss_label)
+        bleu_axis.plot(epochs, [float(r.get(self.metric) or "nan") for r in history], marker="o")
+        ylabel = "BLEU" if self.metric == "dev_bleu" else self.metric
+        bleu_axis.set(title=self.title, xlabel="epoch", ylabel=ylabel)
         for axis in (loss_axis, bleu_axis):
             axis.grid(alpha=0.3)
         figure.tight_layout()
@@ -121,6 +140,110 @@ class TrainingCurves(keras.callbacks.Callback):
         figure.savefig(temporary, dpi=100)
         plt.close(figure)
         os.replace(temporary, self.image)
+
+
+def speech_search_function(model, **search):
+    """`model.search(audio, lengths, **search)`'s best ids as one `tf.function` for any
+    batch shape (traced once)."""
+    return tf.function(
+        lambda audio, lengths: model.search(audio, lengths, **search).ids[:, 0],
+        input_signature=[
+            tf.TensorSpec([None, None], tf.float32),
+            tf.TensorSpec([None], tf.int32),
+        ],
+    )
+
+
+def transcribe_ids(
+    model,
+    signals: list[np.ndarray],
+    max_seconds: float = 120.0,
+    sample_rate: int = 16000,
+    search_fn=None,
+    **search,
+) -> list[list[int]]:
+    """Best hypothesis (character ids) of every signal, decoded in length-sorted batches
+    of at most `max_seconds` padded audio, with `search_fn` (default:
+    `speech_search_function(model, **search)`)."""
+    from seq2seq.data.speech_pipeline import length_batches, pad_audio
+
+    search_fn = search_fn or speech_search_function(model, **search)
+    results: list[list[int]] = [[] for _ in signals]
+    batches = length_batches([len(s) for s in signals], int(max_seconds * sample_rate))
+    for rows in batches:
+        audio, lengths = pad_audio([signals[row] for row in rows])
+        for row, ids in zip(rows, search_fn(audio, lengths).numpy(), strict=True):
+            results[row] = [int(token) for token in ids if token > 0]
+    return results
+
+
+class DevWer(keras.callbacks.Callback):
+    """Greedy-transcribes dev utterances after each epoch, logs `dev_wer` and `dev_cer`
+    (jiwer, in percent), and keeps the weights of the epoch with the lowest WER (then
+    CER) in `best.weights.h5` (written to a temporary file first).
+
+    Args:
+        signals: dev audio, float32 mono at the model's sample rate.
+        references: their normalized transcripts (non-empty).
+        best_path: where the best weights go.
+        sample_rate: of `signals`. Default: 16000.
+    """
+
+    def __init__(
+        self,
+        signals: list[np.ndarray],
+        references: list[str],
+        best_path: Path,
+        sample_rate: int = 16000,
+    ):
+        super().__init__()
+        self.signals = signals
+        self.references = references
+        self.best_path = Path(best_path)
+        self.sample_rate = sample_rate
+        self.best = (float("inf"), float("inf"))
+        self.search_fn = None
+
+    def on_train_begin(self, logs=None):
+        # A resumed run must not overwrite a better checkpoint from before.
+        history = self.best_path.parent / "history.csv"
+        if history.exists():
+            with open(history, encoding="utf-8") as rows:
+                scores = [
+                    (float(r["dev_wer"]), float(r.get("dev_cer") or "inf"))
+                    for r in csv.DictReader(rows)
+                    if r.get("dev_wer")
+                ]
+            self.best = min(scores, default=self.best)
+
+    def on_epoch_end(self, epoch, logs=None):
+        import jiwer
+
+        from seq2seq.data import characters
+
+        start = time.perf_counter()
+        if self.search_fn is None:  # traced once, in the first epoch
+            self.search_fn = speech_search_function(self.model)
+        decoded = transcribe_ids(
+            self.model, self.signals, sample_rate=self.sample_rate, search_fn=self.search_fn
+        )
+        hypotheses = [characters.decode(ids) for ids in decoded]
+        wer = 100.0 * jiwer.wer(self.references, hypotheses)
+        cer = 100.0 * jiwer.cer(self.references, hypotheses)
+        logs = logs if logs is not None else {}
+        logs["dev_wer"], logs["dev_cer"] = wer, cer
+        improved = (wer, cer) < self.best
+        if improved:
+            self.best = (wer, cer)
+            temporary = self.best_path.with_name(f".tmp-{self.best_path.name}")
+            self.model.save_weights(temporary)
+            os.replace(temporary, self.best_path)
+        print(
+            f"\nepoch {epoch + 1}: dev WER {wer:.2f} CER {cer:.2f} (best WER {self.best[0]:.2f}"
+            f"{', saved' if improved else ''}) in {time.perf_counter() - start:.0f}s;"
+            f" e.g. {hypotheses[0]!r} for {self.references[0]!r}",
+            flush=True,
+        )
 
 
 class BackupEveryStepsAndEpoch(keras.callbacks.BackupAndRestore):

@@ -1,5 +1,8 @@
 """`seq2seq train CONFIG`: `model.fit` on the prepared corpus, resumable.
 
+This module trains translators; a config with `task: asr` goes to
+`seq2seq.training.asr` (same layout of the run directory, dev WER for dev BLEU).
+
 The output directory holds everything needed to export or resume: a copy of
 the config and of the SentencePiece model, `best.weights.h5` (best dev BLEU),
 `backup/` (BackupAndRestore: kill the run and start the same command again to
@@ -59,6 +62,10 @@ def build_model(config: Config, vocab_size: int) -> Translator:
 
 def train(config: Config, epochs: int | None = None) -> Path:
     """Trains (or resumes training) the model of `config`; returns its output dir."""
+    if config.task == "asr":  # the speech recognizer: seq2seq.training.asr
+        from seq2seq.training.asr import train_asr
+
+        return train_asr(config, epochs)
     data_dir = Path(config.data.dir)
     if not (data_dir / "train.tsv").exists():
         raise ValueError(f"{data_dir}: no prepared corpus; run `seq2seq prepare translate` first")

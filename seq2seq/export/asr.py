@@ -1,0 +1,247 @@
+"""Speech-recognizer SavedModels that stock TensorFlow Serving runs: audio in, text out.
+
+`export_transcriber` (reached through `seq2seq export --run RUN`, which sees the run's
+`task: asr`) writes the next version of a TF Serving model base directory with the
+machinery of `seq2seq.export.saved_model` (atomic versions, op check, warm-up
+requests). The whole job is in the graph: log-mel front-end, encoder, search, and
+characters back to text with a constant table - core TensorFlow ops only.
+
+Signatures:
+
+- `serving_default`: `audio` float32 `[batch, samples]` (16 kHz mono, zero-padded) and
+  `audio_length` int32 `[batch]` -> `text` string `[batch]`, `score` float32 `[batch]`;
+  beam search with the export's beam size, its n-best rescored with the CTC head
+  (`decoding.ctc_weight`);
+- `transcribe_wav`: `wav_bytes` string `[batch]` (16-bit PCM WAV files at 16 kHz) ->
+  the same outputs with the same search;
+- `greedy` and `beam_N` (`ASR_BEAM_SIZES` and the default): `audio`, `audio_length` ->
+  `text`, `score` with that search.
+
+`score` is the sum of the log-probs (greedy) or the length-penalized, CTC-rescored score
+that ranked the transcript (beam); empty audio gets "" and 0. Audio beyond
+`MAX_SECONDS` is not transcribed: clients split long recordings at silences into
+pieces of `max_piece_seconds` (`assets/export.json`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from audio.layers import decode_wav_batch
+from seq2seq.config import Config
+from seq2seq.data import characters
+from seq2seq.export import EXPORT_INFO
+from seq2seq.export.saved_model import (
+    check_serving_ops,
+    load_weights,
+    publish_version,
+    write_prediction_logs,
+)
+from seq2seq.models.transcriber import Transcriber
+
+ASR_BEAM_SIZES = (4, 8)
+"""Beam sizes that always get a `beam_N` signature (beam size 1 is `greedy`)."""
+
+MAX_SECONDS = 60.0
+"""Audio past this many seconds of an utterance is ignored (bounds a request's memory)."""
+
+_AUDIO = tf.TensorSpec([None, None], tf.float32, name="audio")
+_AUDIO_LENGTH = tf.TensorSpec([None], tf.int32, name="audio_length")
+_WAV_BYTES = tf.TensorSpec([None], tf.string, name="wav_bytes")
+
+
+def asr_beam_sizes(default: int) -> list[int]:
+    """The beam sizes an export has a signature for: 1 (`greedy`), `ASR_BEAM_SIZES` and
+    the default one.
+
+    >>> asr_beam_sizes(3)
+    [1, 3, 4, 8]
+    """
+    return sorted({1, default, *ASR_BEAM_SIZES})
+
+
+def ids_to_text(ids: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
+    """Character ids `[batch, length]` and lengths `[batch]` -> strings `[batch]`."""
+    table = tf.constant(
+        [
+            "" if index < characters.FIRST_CHARACTER_ID else token
+            for index, token in enumerate(characters.VOCABULARY)
+        ]
+    )
+    mask = tf.sequence_mask(lengths, tf.shape(ids)[1])
+    pieces = tf.where(mask, tf.gather(table, ids), "")
+    return tf.strings.reduce_join(pieces, axis=1)
+
+
+def build_transcriber_module(
+    model: Transcriber, config: Config, beam_size: int
+) -> tuple[tf.Module, dict[str, tf.types.experimental.ConcreteFunction]]:
+    """Wraps a transcriber in a module with audio and WAV signatures.
+
+    Args:
+        model: a built `Transcriber` with its trained weights.
+        config: the run's config (`decoding` and the front-end's sample rate).
+        beam_size: the search of `serving_default` and `transcribe_wav` (1: greedy).
+
+    Returns:
+        `(module, signatures)`, ready for `tf.saved_model.save(module, dir, signatures)`.
+    """
+    decoding = config.decoding
+    sample_rate = model.front_end.sample_rate
+    max_samples = int(MAX_SECONDS * sample_rate)
+    module = tf.Module()
+    # TF Serving's session-based loader finds only variables tracked as tf.Variables, not
+    # through the Keras variables that wrap them (DESIGN.md, "Pitfalls").
+    module.model_variables = [variable.value for variable in model.variables]
+
+    def search(audio: tf.Tensor, audio_length: tf.Tensor, beam: int) -> dict[str, tf.Tensor]:
+        """Best transcript of each row; an empty batch gets empty outputs."""
+        audio = audio[:, :max_samples]
+        audio_length = tf.clip_by_value(audio_length, 0, tf.shape(audio)[1])
+        # The encoder cannot run on an empty batch, which a gRPC client may send.
+        text, score = tf.cond(
+            tf.shape(audio)[0] > 0,
+            lambda: search_batch(audio, audio_length, beam),
+            lambda: (tf.zeros([0], tf.string), tf.zeros([0])),
+        )
+        return {"text": text, "score": score}
+
+    def search_batch(audio, audio_length, beam):
+        result = model.search(
+            audio,
+            audio_length,
+            beam_size=beam,
+            length_penalty=decoding.length_penalty,
+            max_length_ratio=decoding.max_length_ratio,
+            max_length_offset=decoding.max_length_offset,
+            ctc_weight=decoding.ctc_weight if beam > 1 else 0.0,
+        )
+        lengths = result.lengths[:, 0]
+        scores = tf.where(audio_length > 0, result.scores[:, 0], 0.0)
+        return ids_to_text(result.ids[:, 0], lengths), scores
+
+    def audio_function(beam: int) -> tf.types.experimental.ConcreteFunction:
+        @tf.function(input_signature=[_AUDIO, _AUDIO_LENGTH])
+        def transcribe(audio, audio_length):
+            return search(audio, audio_length, beam)
+
+        return transcribe.get_concrete_function()
+
+    @tf.function(input_signature=[_WAV_BYTES])
+    def transcribe_wav(wav_bytes):
+        audio, audio_length = decode_wav_batch(wav_bytes, sample_rate)
+        return search(audio, audio_length, beam_size)
+
+    functions = {beam: audio_function(beam) for beam in asr_beam_sizes(beam_size)}
+    signatures = {
+        "serving_default": functions[beam_size],
+        "transcribe_wav": transcribe_wav.get_concrete_function(),
+        "greedy": functions[1],
+        **{f"beam_{beam}": functions[beam] for beam in functions if beam > 1},
+    }
+    return module, signatures
+
+
+def warmup_audio(sample_rate: int = 16000) -> list[np.ndarray]:
+    """Signals that exercise the graph: a chirp (1 s), noise (2.5 s), 0.2 s of silence."""
+    rng = np.random.default_rng(0)
+    t = np.arange(sample_rate) / sample_rate
+    chirp = 0.3 * np.sin(2 * np.pi * (200 + 1500 * t) * t)
+    noise = 0.05 * rng.standard_normal(int(2.5 * sample_rate))
+    silence = np.zeros(sample_rate // 5)
+    return [np.asarray(s, np.float32) for s in (chirp, noise, silence)]
+
+
+def _warmup_requests(signals: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """One request per signal and one with all of them (zero-padded)."""
+    from seq2seq.data.speech_pipeline import pad_audio
+
+    batches = [[signal] for signal in signals] + [signals]
+    requests = []
+    for batch in batches:
+        audio, lengths = pad_audio(batch)
+        requests.append({"audio": audio, "audio_length": lengths})
+    return requests
+
+
+def export_transcriber(
+    run_dir: str | Path,
+    base_path: str | Path,
+    config: Config,
+    weights: str | Path | None = None,
+    beam_size: int | None = None,
+) -> Path:
+    """Exports a trained speech recognizer as the next version of a TF Serving model
+    base directory (see the module docstring).
+
+    Args:
+        run_dir: training run directory (`config.yaml`, weights).
+        base_path: TF Serving model base directory; created if missing.
+        config: the run's config.
+        weights: weights file. Default: `run_dir/best.weights.h5`.
+        beam_size: beam size of `serving_default`. Default: `decoding.beam_size`.
+
+    Returns:
+        The new version directory.
+
+    Raises:
+        ValueError: bad weights or beam size, or a SavedModel that TF Serving could not
+            run; nothing is left in `base_path` then.
+    """
+    run_dir, base_path = Path(run_dir), Path(base_path)
+    weights = Path(weights) if weights else run_dir / "best.weights.h5"
+    beam_size = config.decoding.beam_size if beam_size is None else beam_size
+    if beam_size < 1:
+        raise ValueError(f"beam size must be at least 1, got {beam_size}")
+    if not weights.is_file():
+        raise ValueError(f"{weights}: no such weights file")
+    model = Transcriber(config.model)
+    model.build()
+    load_weights(model, weights)
+    module, signatures = build_transcriber_module(model, config, beam_size)
+    sample_rate = model.front_end.sample_rate
+    info = {
+        "task": "asr",
+        "sample_rate": sample_rate,
+        "max_seconds": MAX_SECONDS,
+        "max_piece_seconds": config.decoding.max_piece_seconds,
+        "beam_size": beam_size,
+        "beam_sizes": asr_beam_sizes(beam_size),
+        "ctc_weight": config.decoding.ctc_weight,
+        "vocabulary": list(characters.VOCABULARY),
+    }
+    signals = warmup_audio(sample_rate)
+
+    def write(directory: Path) -> None:
+        tf.saved_model.save(module, str(directory), signatures=signatures)
+        assets = directory / "assets"
+        assets.mkdir(exist_ok=True)
+        shutil.copyfile(run_dir / "config.yaml", assets / "config.yaml")
+        (assets / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        write_prediction_logs(directory, base_path.name, _warmup_requests(signals))
+        check_serving_ops(directory)
+        _check_transcribes(directory, signals)
+
+    return publish_version(base_path, write)
+
+
+def _check_transcribes(export_dir: Path, signals: list[np.ndarray]) -> None:
+    """Loads a SavedModel back and transcribes `signals` with `serving_default`.
+
+    Raises:
+        ValueError: when the outputs do not have one string and one score per signal.
+    """
+    from seq2seq.data.speech_pipeline import pad_audio
+
+    audio, lengths = pad_audio(signals)
+    outputs = tf.saved_model.load(str(export_dir)).signatures["serving_default"](
+        audio=tf.constant(audio), audio_length=tf.constant(lengths)
+    )
+    shapes = {name: tuple(outputs[name].shape) for name in ("text", "score")}
+    if shapes != {"text": (len(signals),), "score": (len(signals),)}:
+        raise ValueError(f"{export_dir}: serving_default gave outputs of shapes {shapes}")

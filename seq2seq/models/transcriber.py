@@ -1,0 +1,480 @@
+"""The speech recognizer: raw audio in, characters out, trained with joint CTC and
+attention losses.
+
+    audio [batch, samples] + lengths
+      -> LogMel (librosa's log-mel, in the graph) -> FeatureNormalization
+      -> SpecAugment (training only)
+      -> ConvSubsampling (strided 3x3 convolutions: 10 ms frames -> 40 ms with two)
+      -> RNNEncoder (bidirectional GRU layers)  -> CTC head (characters + blank)
+      -> AttentionDecoder (GRU + attention)      -> characters
+
+The front-end is part of the model, so an exported SavedModel takes audio samples and
+needs no Python at serving time. Every stage carries frame lengths and masks: a batch
+transcribes each utterance as it would be transcribed alone (up to float rounding).
+The CTC head shares the encoder with the attention decoder (Kim, Hori and Watanabe,
+2017): it makes the encoder learn alignments early, and its scores can rescore the
+n-best of beam search (`search(..., ctc_weight=...)`).
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from audio.features import FrontEndConfig
+from audio.layers import FeatureNormalization, LogMel, SpecAugment
+from seq2seq.config import FrontEndSection, SpecAugmentSection, SpeechModelConfig
+from seq2seq.data.characters import BLANK_ID, BOS_ID, EOS_ID, PAD_ID, VOCAB_SIZE
+from seq2seq.decoders import AttentionDecoder
+from seq2seq.encoders import RNNEncoder
+from seq2seq.training.losses import SmoothedCrossEntropy
+from seq2seq.utils import decoding
+
+
+def subsampled_lengths(lengths, steps: int):
+    """Frame lengths after `steps` stride-2 convolutions with 'half' padding
+    (`ceil(length / 2)` per step)."""
+    for _ in range(steps):
+        lengths = (lengths + 1) // 2
+    return lengths
+
+
+@keras.saving.register_keras_serializable(package="seq2seq")
+class ConvSubsampling(keras.layers.Layer):
+    """Stride-2 3x3 convolutions over (time, mel) with ReLU, then a projection.
+
+    Each convolution pads `kernel // 2` zeros on both sides of both axes and runs
+    'valid', so that the output frame `i` sees input frames `2i - k//2 .. 2i + k//2`
+    whatever the padded length of the batch (TensorFlow's 'SAME' padding would
+    depend on the parity of the batch's length). Frames past each length are zeroed
+    after every convolution, so padding never leaks into valid frames.
+
+    Args:
+        channels: Output channels of each convolution (one 2x subsampling each).
+        kernel: Odd kernel size. Default: 3.
+        output_dim: Size of the projected frame vectors.
+        n_mels: Number of input bands.
+
+    Call arguments:
+        features: `[batch, frames, n_mels]`, 0 past each length.
+        lengths: int32 `[batch]`.
+
+    Returns:
+        `(outputs [batch, frames / 2**len(channels), output_dim], lengths)`.
+    """
+
+    def __init__(self, channels, kernel: int = 3, output_dim: int = 256, n_mels: int = 80, **kw):
+        super().__init__(**kw)
+        if kernel % 2 != 1:
+            raise ValueError(f"`kernel` must be odd, got {kernel}.")
+        self.channels = [int(c) for c in channels]
+        self.kernel = int(kernel)
+        self.output_dim = int(output_dim)
+        self.n_mels = int(n_mels)
+        self.convs = [
+            keras.layers.Conv2D(c, kernel, strides=2, activation="relu", name=f"conv_{i}")
+            for i, c in enumerate(self.channels)
+        ]
+        bands = subsampled_lengths(self.n_mels, len(self.channels))
+        self.flat_dim = bands * self.channels[-1]
+        self.projection = keras.layers.Dense(output_dim, name="projection")
+
+    def call(self, features, lengths):
+        pad = self.kernel // 2
+        outputs = features[:, :, :, None]
+        for conv in self.convs:
+            outputs = conv(ops.pad(outputs, [[0, 0], [pad, pad], [pad, pad], [0, 0]]))
+            lengths = subsampled_lengths(lengths, 1)
+            mask = ops.arange(ops.shape(outputs)[1], dtype="int32")[None, :] < lengths[:, None]
+            outputs = outputs * ops.cast(mask, outputs.dtype)[:, :, None, None]
+        batch, frames = ops.shape(outputs)[0], ops.shape(outputs)[1]
+        outputs = ops.reshape(outputs, (batch, frames, self.flat_dim))
+        return self.projection(outputs), lengths
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "channels": self.channels,
+            "kernel": self.kernel,
+            "output_dim": self.output_dim,
+            "n_mels": self.n_mels,
+        }
+
+
+def _model_config(config) -> SpeechModelConfig:
+    if isinstance(config, SpeechModelConfig):
+        return config
+    values = dict(config or {})
+    values["front_end"] = FrontEndSection(**values.get("front_end", {}))
+    values["spec_augment"] = SpecAugmentSection(**values.get("spec_augment", {}))
+    return SpeechModelConfig(**values)
+
+
+def front_end_config(section: FrontEndSection) -> FrontEndConfig:
+    """The `audio.features.FrontEndConfig` of a config's `model.front_end`."""
+    return FrontEndConfig(
+        sample_rate=section.sample_rate,
+        n_fft=section.n_fft,
+        hop_length=section.hop_length,
+        n_mels=section.n_mels,
+        fmin=section.fmin,
+        fmax=section.fmax,
+    )
+
+
+@keras.saving.register_keras_serializable(package="seq2seq")
+class Transcriber(keras.Model):
+    """Audio -> characters (see the module docstring).
+
+    Args:
+        config: a `SpeechModelConfig` (or its dict).
+        label_smoothing: of the decoder's cross-entropy in training. Default: 0.1.
+
+    Call arguments:
+        inputs: `{"audio": [batch, samples] float32 (zero-padded), "audio_length":
+            [batch] int32, "target_in": [batch, chars] int32}`; `target_in` starts with
+            BOS, 0 pads.
+        training: whether dropout and SpecAugment are active.
+
+    Returns:
+        `{"logits": [batch, chars, vocab], "ctc_logits": [batch, frames, vocab],
+        "ctc_lengths": [batch]}`; `fit` trains `ctc_weight * CTC + (1 - ctc_weight) *
+        smoothed CE` against `target_out` (characters + EOS, 0-padded).
+    """
+
+    def __init__(self, config=None, label_smoothing: float = 0.1, **kwargs):
+        super().__init__(**kwargs)
+        config = _model_config(config)
+        self.model_config = config
+        self.label_smoothing = label_smoothing
+        self.front_end = front_end_config(config.front_end)
+        self.log_mel = LogMel(self.front_end, name="log_mel")
+        self.normalization = FeatureNormalization(
+            config.front_end.n_mels, config.front_end.normalization, name="normalization"
+        )
+        augment = config.spec_augment
+        self.spec_augment = (
+            SpecAugment(
+                augment.freq_masks,
+                augment.freq_width,
+                augment.time_masks,
+                augment.time_width,
+                augment.time_ratio,
+                name="spec_augment",
+            )
+            if augment.enabled
+            else None
+        )
+        self.subsampling = ConvSubsampling(
+            config.conv_channels,
+            config.conv_kernel,
+            config.encoder_units,
+            config.front_end.n_mels,
+            name="subsampling",
+        )
+        self.dropout = keras.layers.Dropout(config.dropout)
+        self.encoder = RNNEncoder(
+            config.encoder_units,
+            config.encoder_layers,
+            config.dropout,
+            config.gru,
+            name="encoder",
+        )
+        self.ctc_head = keras.layers.Dense(VOCAB_SIZE, name="ctc_head")
+        self.bridge = keras.layers.Dense(config.decoder_units, activation="tanh", name="bridge")
+        self.embedding = keras.layers.Embedding(
+            VOCAB_SIZE, config.embedding_dim, mask_zero=True, name="embedding"
+        )
+        self.decoder = AttentionDecoder(
+            units=config.decoder_units,
+            output_dim=config.decoder_units,
+            memory_dim=2 * config.encoder_units,
+            attention=config.attention,
+            attention_units=config.attention_units,
+            dropout=config.dropout,
+            gru=config.gru,
+            name="decoder",
+        )
+        self.output_projection = keras.layers.Dense(VOCAB_SIZE, name="output")
+        self.cross_entropy = SmoothedCrossEntropy(label_smoothing)
+        self.ce_tracker = keras.metrics.Mean(name="ce_loss")
+        self.ctc_tracker = keras.metrics.Mean(name="ctc_loss")
+
+    @property
+    def subsampling_factor(self) -> int:
+        return 2 ** len(self.model_config.conv_channels)
+
+    def build(self, input_shape=None):
+        # Run once on a dummy batch so that every sub-layer has its weights.
+        samples = 4 * self.front_end.hop_length * self.subsampling_factor
+        self._forward(
+            ops.zeros((1, samples)),
+            ops.full((1,), samples, "int32"),
+            ops.full((1, 2), BOS_ID, "int32"),
+            training=False,
+        )
+        self.built = True
+
+    def call(self, inputs, training=False):
+        return self._forward(
+            inputs["audio"], inputs["audio_length"], inputs["target_in"], training=training
+        )
+
+    def _forward(self, audio, audio_length, target_in, training):
+        memory, keys, memory_mask, state, ctc_logits, lengths = self.encode(
+            audio, audio_length, training=training
+        )
+        embedded = self.dropout(self.embedding(target_in), training=training)
+        hidden, _ = self.decoder(
+            embedded,
+            state,
+            memory,
+            keys,
+            memory_mask,
+            mask=ops.not_equal(target_in, PAD_ID),
+            training=training,
+        )
+        return {
+            "logits": self.output_projection(hidden),
+            "ctc_logits": ctc_logits,
+            "ctc_lengths": lengths,
+        }
+
+    def features(self, audio, audio_length, training=False):
+        """Normalized (and, in training, SpecAugment-ed) log-mel features and their
+        frame lengths."""
+        features, lengths = self.log_mel(audio, audio_length)
+        features = self.normalization(features, lengths)
+        if self.spec_augment is not None:
+            features = self.spec_augment(features, lengths, training=training)
+        return features, lengths
+
+    def encode(self, audio, audio_length, training=False):
+        """`audio, audio_length` -> `(memory, keys, memory_mask, decoder_state,
+        ctc_logits, encoder_lengths)`."""
+        features, lengths = self.features(audio, audio_length, training=training)
+        frames, lengths = self.subsampling(features, lengths)
+        frames = self.dropout(frames, training=training)
+        memory_mask = ops.arange(ops.shape(frames)[1], dtype="int32")[None, :] < lengths[:, None]
+        memory, final_state = self.encoder(frames, mask=memory_mask, training=training)
+        keys = self.decoder.attention.keys(memory)
+        ctc_logits = self.ctc_head(memory)
+        return memory, keys, memory_mask, self.bridge(final_state), ctc_logits, lengths
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """`ctc_weight * CTC + (1 - ctc_weight) * smoothed CE`, both per target character
+        (the CE also counts EOS); tracked as `ce_loss` and `ctc_loss`."""
+        weight = self.model_config.ctc_weight
+        ce = self.cross_entropy(y, y_pred["logits"])
+        labels = ops.where(ops.equal(y, EOS_ID), PAD_ID, y)
+        label_lengths = ops.sum(ops.cast(ops.not_equal(labels, PAD_ID), "int32"), axis=1)
+        ctc = ops.ctc_loss(
+            labels,
+            ops.cast(y_pred["ctc_logits"], "float32"),
+            label_lengths,
+            y_pred["ctc_lengths"],
+            mask_index=BLANK_ID,
+        )
+        # An utterance too short for its transcript has no alignment (infinite loss):
+        # it teaches nothing, and must not make the batch's loss infinite.
+        ctc = ops.where(ops.isfinite(ctc), ctc, 0.0)
+        ctc = ops.sum(ctc) / ops.maximum(ops.cast(ops.sum(label_lengths), "float32"), 1.0)
+        self.ce_tracker.update_state(ce)
+        self.ctc_tracker.update_state(ctc)
+        return (1.0 - weight) * ce + weight * ctc
+
+    def decode_step(self, ids, state):
+        """One search step, for `seq2seq.utils.decoding` (see `Translator.decode_step`)."""
+        decoder_state, memory, keys, memory_mask = state
+        embedded = ops.take(self.embedding.embeddings, ids, axis=0)
+        hidden, decoder_state, attention = self.decoder.step(
+            embedded, decoder_state, memory, keys, memory_mask
+        )
+        log_probs = ops.log_softmax(self.output_projection(hidden), axis=-1)
+        return log_probs, (decoder_state, memory, keys, memory_mask), attention
+
+    def search(
+        self,
+        audio,
+        audio_length,
+        beam_size: int = 1,
+        length_penalty: float = 0.6,
+        max_length_ratio: float = 1.0,
+        max_length_offset: int = 10,
+        n_best: int = 1,
+        ctc_weight: float = 0.0,
+    ) -> decoding.DecodingResult:
+        """Transcribes a batch of audio: greedy with `beam_size=1`, else beam search,
+        optionally rescored with the CTC head. Graph code (eager, `tf.function`, and in
+        a SavedModel).
+
+        Args:
+            audio: float32 `[batch, samples]`, zero-padded.
+            audio_length: int32 `[batch]` valid samples.
+            beam_size: 1 for greedy search. Default: 1.
+            length_penalty: GNMT length penalty alpha (beam only). Default: 0.6.
+            max_length_ratio, max_length_offset: a transcript stops after `ratio *
+                encoder_frames + offset` characters. Defaults: 1.0, 10. Empty audio
+                gets an empty transcript.
+            n_best: hypotheses returned per utterance (beam only). Default: 1.
+            ctc_weight: beam only: when positive, all `beam_size` final hypotheses are
+                re-ranked by `(1 - w) * attention log-prob + w * CTC log-prob` (then
+                length-penalized). Default: 0.
+
+        Returns:
+            A `DecodingResult` (ids are character ids; EOS excluded).
+        """
+        memory, keys, memory_mask, state, ctc_logits, lengths = self.encode(audio, audio_length)
+        batch_size = ops.shape(audio)[0]
+        max_length = ops.cast(max_length_ratio * ops.cast(lengths, "float32"), "int32")
+        max_length = ops.where(lengths > 0, max_length + max_length_offset, 0)
+        # The step closes over the encoder outputs rather than carrying them in the search
+        # state: beam search would otherwise gather (copy) them at every step, though all
+        # beams of an utterance share them.
+        closed = decoding.tile_for_beam((memory, keys, memory_mask), beam_size)
+
+        def step(ids, decoder_state):
+            log_probs, (decoder_state, *_), attention = self.decode_step(
+                ids, (decoder_state, *closed)
+            )
+            return log_probs, decoder_state, attention
+
+        if beam_size == 1:
+            return decoding.greedy_search(step, state, batch_size, BOS_ID, EOS_ID, max_length)
+        rescore = ctc_weight > 0.0
+        result = decoding.beam_search(
+            step,
+            state,
+            batch_size,
+            BOS_ID,
+            EOS_ID,
+            max_length,
+            beam_size=beam_size,
+            length_penalty=length_penalty,
+            n_best=beam_size if rescore else n_best,
+        )
+        if not rescore:
+            return result
+        return rescore_with_ctc(
+            result, ctc_logits, lengths, max_length, ctc_weight, length_penalty, n_best
+        )
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "config": _as_dict(self.model_config),
+            "label_smoothing": self.label_smoothing,
+        }
+
+
+def _as_dict(config: SpeechModelConfig) -> dict:
+    import dataclasses
+
+    return dataclasses.asdict(config)
+
+
+def ctc_log_likelihood(ctc_logits, frame_lengths, labels, label_lengths):
+    """`log p_ctc(labels | audio)` per row: the CTC forward algorithm in log space.
+
+    `tf.nn.ctc_loss` on dense labels computes the same (with a gradient), but with
+    `[states, states]` transition matrices: quadratic in the transcript's length, which
+    made rescoring a beam's n-best cost more than the search. Here each frame costs
+    `O(states)`: a state is reached from itself, from the previous state, and from the
+    one before that when it skips a blank between two different characters. Core
+    TensorFlow ops only.
+
+    Args:
+        ctc_logits: float `[n, frames, vocab]` of the CTC head.
+        frame_lengths: int32 `[n]`.
+        labels: int32 `[n, length]` character ids, 0-padded.
+        label_lengths: int32 `[n]`.
+
+    Returns:
+        float32 `[n]`; -inf where no alignment exists.
+    """
+    log_probs = tf.nn.log_softmax(tf.cast(ctc_logits, tf.float32), axis=-1)
+    labels = tf.cast(labels, tf.int32)
+    frame_lengths = tf.cast(frame_lengths, tf.int32)
+    label_lengths = tf.cast(label_lengths, tf.int32)
+    n, length = tf.shape(labels)[0], tf.shape(labels)[1]
+    # Extended labels: blank, l1, blank, l2, ..., blank (2 * length + 1 states).
+    extended = tf.reshape(
+        tf.stack([tf.fill([n, length], BLANK_ID), labels], axis=2), [n, 2 * length]
+    )
+    extended = tf.concat([extended, tf.fill([n, 1], BLANK_ID)], axis=1)
+    emissions = tf.gather(log_probs, extended, axis=2, batch_dims=1)  # [n, frames, states]
+    emissions = tf.transpose(emissions, [1, 0, 2])  # [frames, n, states]
+    previous_2 = tf.pad(extended[:, :-2], [[0, 0], [2, 0]], constant_values=BLANK_ID)
+    can_skip = (extended != BLANK_ID) & (extended != previous_2)
+    states = tf.shape(extended)[1]
+    minus_inf = tf.fill([n, states], float("-inf"))
+    start = tf.range(states) < 2
+    alpha = tf.where(start[tf.newaxis, :], emissions[0], float("-inf"))
+
+    def shift(values, by):
+        return tf.concat([minus_inf[:, :by], values[:, :-by]], axis=1)
+
+    def body(t, alpha):
+        from_skip = tf.where(can_skip, shift(alpha, 2), float("-inf"))
+        paths = tf.stack([alpha, shift(alpha, 1), from_skip], axis=0)
+        total = tf.reduce_logsumexp(paths, axis=0) + emissions[t]
+        return t + 1, tf.where((t < frame_lengths)[:, tf.newaxis], total, alpha)
+
+    num_frames = tf.shape(emissions)[0]
+    _, alpha = tf.while_loop(lambda t, _: t < num_frames, body, (tf.constant(1), alpha))
+    last = 2 * label_lengths  # the final blank; the last character is just before it
+    final = tf.gather(alpha, last, batch_dims=1)
+    before = tf.gather(alpha, tf.maximum(last - 1, 0), batch_dims=1)
+    before = tf.where(label_lengths > 0, before, float("-inf"))
+    result = tf.reduce_logsumexp(tf.stack([final, before], axis=0), axis=0)
+    return tf.where(frame_lengths > 0, result, float("-inf"))
+
+
+def rescore_with_ctc(
+    result: decoding.DecodingResult,
+    ctc_logits,
+    frame_lengths,
+    max_length,
+    ctc_weight: float,
+    length_penalty: float,
+    n_best: int,
+) -> decoding.DecodingResult:
+    """Re-ranks the hypotheses of a beam search with CTC scores.
+
+    A hypothesis's attention log-prob is its beam score with the length penalty undone;
+    the new score is `((1 - w) * attention + w * ctc) / penalty(steps)`, where `steps`
+    counts EOS unless the hypothesis was cut at `max_length`.
+
+    Args:
+        result: `beam_search`'s hypotheses, `[batch, beam, ...]`.
+        ctc_logits: `[batch, frames, vocab]`; frame_lengths: `[batch]`.
+        max_length: int32 `[batch]`, the search's limit.
+        ctc_weight: `w`.
+        length_penalty: the search's GNMT alpha.
+        n_best: hypotheses kept per utterance.
+    """
+    ids, lengths, scores = result.ids, result.lengths, result.scores
+    batch, beam = tf.shape(ids)[0], tf.shape(ids)[1]
+    steps = lengths + tf.cast(lengths < max_length[:, tf.newaxis], tf.int32)
+    penalty = ((5.0 + tf.cast(steps, tf.float32)) / 6.0) ** length_penalty
+    attention_score = scores * penalty
+    ctc = ctc_log_likelihood(
+        tf.repeat(ctc_logits, beam, axis=0),
+        tf.repeat(frame_lengths, beam, axis=0),
+        tf.reshape(ids, [batch * beam, -1]),
+        tf.reshape(lengths, [-1]),
+    )
+    ctc = tf.reshape(ctc, [batch, beam])
+    combined = ((1.0 - ctc_weight) * attention_score + ctc_weight * ctc) / penalty
+    combined = tf.where(tf.math.is_nan(combined), float("-inf"), combined)
+    new_scores, order = tf.math.top_k(combined, n_best)
+    ids = tf.gather(ids, order, batch_dims=1)
+    lengths = tf.gather(lengths, order, batch_dims=1)
+    width = tf.maximum(tf.reduce_max(lengths), 0)
+    attention = None
+    if result.attention is not None:
+        attention = tf.gather(result.attention, order, batch_dims=1)[:, :, :width]
+    return decoding.DecodingResult(
+        ids=ids[:, :, :width], lengths=lengths, scores=new_scores, attention=attention
+    )

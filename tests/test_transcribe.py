@@ -1,0 +1,310 @@
+"""Speech recognition end to end on a synthetic tone corpus (tests/asr_corpus.py):
+`seq2seq train` learns it, `seq2seq export` writes a SavedModel that runs without
+project code in both loaders and decodes as the Keras model does, and `seq2seq
+transcribe` uses it directly and through `seq2seq serve` (REST and gRPC)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jiwer
+import numpy as np
+import pytest
+import requests
+import soundfile
+import tensorflow as tf
+from tensorflow_serving.apis import prediction_log_pb2
+
+from audio.io import load_audio, to_wav_bytes
+from conftest import run_seq2seq
+from seq2seq.cli import main
+from seq2seq.data import characters
+from seq2seq.data.speech_pipeline import load_utterances, pad_audio, read_speech_tsv
+from seq2seq.export.saved_model import check_serving_ops, load_run
+from seq2seq.training.asr import build_asr_model
+from seq2seq.training.callbacks import transcribe_ids
+from seq2seq.transcription import SavedModelTranscriber
+from serving_helpers import serving
+
+SIGNATURES = {"serving_default", "transcribe_wav", "greedy", "beam_4", "beam_8"}
+
+# Run in a fresh process: only TensorFlow, as on a TF Serving host.
+FRESH_PROCESS = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    path, inputs = sys.argv[1], np.load(sys.argv[2])
+    audio, lengths = tf.constant(inputs["audio"]), tf.constant(inputs["lengths"])
+    model = tf.saved_model.load(path)
+    results = {}
+    for name in ("serving_default", "greedy", "beam_8"):
+        out = model.signatures[name](audio=audio, audio_length=lengths)
+        results[name] = {"text": [t.decode() for t in out["text"].numpy()],
+                         "score": out["score"].numpy().tolist()}
+    wavs = [open(f"{sys.argv[3]}/{row}.wav", "rb").read() for row in range(len(inputs["lengths"]))]
+    out = model.signatures["transcribe_wav"](wav_bytes=tf.constant(wavs))
+    results["transcribe_wav"] = {"text": [t.decode() for t in out["text"].numpy()],
+                                 "score": out["score"].numpy().tolist()}
+    empty = model.signatures["serving_default"](
+        audio=tf.zeros([0, 160]), audio_length=tf.zeros([0], tf.int32))
+    results["empty_batch"] = list(empty["text"].shape)
+    # The loader TF Serving uses: a TF1 graph and session, variables restored by name.
+    with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as session:
+        meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], path)
+        signature = meta_graph.signature_def["serving_default"]
+        out = session.run(
+            {name: tensor.name for name, tensor in signature.outputs.items()},
+            {signature.inputs["audio"].name: inputs["audio"],
+             signature.inputs["audio_length"].name: inputs["lengths"]})
+    results["session"] = {"text": [t.decode() for t in out["text"]],
+                          "score": out["score"].tolist()}
+    project = [m for m in sys.modules if m.split(".")[0] in ("audio", "seq2seq", "librosa")]
+    assert not project, project
+    print(json.dumps(results))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_asr_run):
+    """The config and the best checkpoint of the tiny run, as training builds them."""
+    config = load_run(tiny_asr_run)
+    model = build_asr_model(config)
+    model.load_weights(tiny_asr_run / "best.weights.h5")
+    return config, model
+
+
+@pytest.fixture(scope="module")
+def dev(tiny_asr_corpus):
+    """Eight dev utterances: `(paths, signals, transcripts)`."""
+    utterances = read_speech_tsv(tiny_asr_corpus / "dev.tsv")[:8]
+    signals, transcripts = load_utterances(utterances)
+    return [u.path for u in utterances], signals, transcripts
+
+
+@pytest.fixture(scope="module")
+def local(tiny_asr_export) -> SavedModelTranscriber:
+    """The export, loaded in this process."""
+    return SavedModelTranscriber.load(tiny_asr_export)
+
+
+def history(run_dir: Path) -> list[dict]:
+    with open(run_dir / "history.csv", encoding="utf-8") as rows:
+        return list(csv.DictReader(rows))
+
+
+def test_training_learns_the_tones(tiny_asr_run, tiny_asr_corpus, trained):
+    for name in ("best.weights.h5", "training_curves.png", "config.yaml"):
+        assert (tiny_asr_run / name).is_file(), name
+    assert any((tiny_asr_run / "logs").rglob("*tfevents*"))
+    assert (tiny_asr_run / "backup" / "training_metadata.json").is_file()
+    rows = history(tiny_asr_run)
+    assert len(rows) == 8
+    losses = [float(row["loss"]) for row in rows]
+    assert losses[-1] < 0.3 * losses[0], losses
+    assert float(rows[-1]["ctc_loss"]) < float(rows[0]["ctc_loss"])
+    assert min(float(row["dev_cer"]) for row in rows) < 50.0  # percent, held-out sentences
+
+    # Greedy transcripts of training utterances: far better than chance (CER ~1).
+    _, model = trained
+    signals, references = load_utterances(read_speech_tsv(tiny_asr_corpus / "train.tsv")[:32])
+    hypotheses = [characters.decode(ids) for ids in transcribe_ids(model, signals)]
+    assert jiwer.cer(references, hypotheses) < 0.5, list(zip(references, hypotheses, strict=True))
+
+
+def test_export_layout_ops_and_warmup(tiny_asr_export):
+    assert sorted(p.name for p in tiny_asr_export.iterdir()) == ["1"]  # no temporary left
+    export_dir = tiny_asr_export / "1"
+    info = json.loads((export_dir / "assets" / "export.json").read_text(encoding="utf-8"))
+    assert info["task"] == "asr" and info["sample_rate"] == 16000
+    assert info["beam_size"] == 4 and info["beam_sizes"] == [1, 4, 8]
+    assert info["max_piece_seconds"] == 4.0
+    assert (export_dir / "assets" / "config.yaml").is_file()
+    check_serving_ops(export_dir)  # passes: no PyFunc, no cuDNN, core ops only
+    loaded = tf.saved_model.load(str(export_dir))
+    assert set(loaded.signatures) == SIGNATURES
+    records = list(
+        tf.data.TFRecordDataset(str(export_dir / "assets.extra" / "tf_serving_warmup_requests"))
+    )
+    request = prediction_log_pb2.PredictionLog.FromString(records[-1].numpy()).predict_log.request
+    assert set(request.inputs) == {"audio", "audio_length"}
+    assert tf.make_ndarray(request.inputs["audio"]).dtype == np.float32
+
+
+def test_fresh_process_matches_keras_search(tiny_asr_export, trained, dev, tmp_path):
+    config, model = trained
+    _, signals, _ = dev
+    audio, lengths = pad_audio(signals)
+    np.savez(tmp_path / "inputs.npz", audio=audio, lengths=lengths)
+    for row, signal in enumerate(signals):
+        (tmp_path / f"{row}.wav").write_bytes(to_wav_bytes(signal))  # exact: 16-bit WAVs
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            FRESH_PROCESS,
+            str(tiny_asr_export / "1"),
+            str(tmp_path / "inputs.npz"),
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    outputs = json.loads(result.stdout.strip().splitlines()[-1])
+
+    decoding = config.decoding
+    for name, beam_size in (("greedy", 1), ("beam_8", 8), ("serving_default", 4)):
+        expected = model.search(
+            audio,
+            lengths,
+            beam_size=beam_size,
+            length_penalty=decoding.length_penalty,
+            max_length_ratio=decoding.max_length_ratio,
+            max_length_offset=decoding.max_length_offset,
+            ctc_weight=decoding.ctc_weight if beam_size > 1 else 0.0,
+        )
+        texts = [
+            characters.decode(ids[0][:n])
+            for ids, (n,) in zip(expected.ids.numpy(), expected.lengths.numpy(), strict=True)
+        ]
+        assert outputs[name]["text"] == texts, name
+        np.testing.assert_allclose(
+            outputs[name]["score"], expected.scores.numpy()[:, 0], rtol=1e-4, atol=1e-5
+        )
+    assert outputs["transcribe_wav"]["text"] == outputs["serving_default"]["text"]
+    np.testing.assert_allclose(
+        outputs["transcribe_wav"]["score"], outputs["serving_default"]["score"], atol=1e-4
+    )
+    assert outputs["session"]["text"] == outputs["serving_default"]["text"]
+    assert outputs["empty_batch"] == [0]
+
+
+def _audio_files(dev, directory: Path) -> tuple[list[str], list[np.ndarray]]:
+    """Files for the CLI: dev WAVs, a FLAC at 8 kHz in stereo, a long recording that
+    must be split, a broken file and a missing one. Returns their names and the audio
+    the good ones hold (None for the bad ones)."""
+    paths, signals, _ = dev
+    flac = directory / "stereo-8k.flac"
+    soundfile.write(flac, np.stack([signals[1], signals[1]], axis=1)[::2], 8000)
+    pause = np.zeros(8000, np.float32)
+    long = np.concatenate([piece for s in signals for piece in (s, pause)])  # > 4 s pieces
+    soundfile.write(directory / "long.wav", long, 16000, subtype="PCM_16")
+    (directory / "broken.wav").write_bytes(b"RIFF....WAVEfmt garbage")
+    names = [
+        str(paths[0]),
+        str(directory / "broken.wav"),
+        str(paths[2]),
+        str(directory / "missing.ogg"),
+        str(flac),
+        str(directory / "long.wav"),
+    ]
+    audio = [None if "broken" in n or "missing" in n else load_audio(n) for n in names]
+    return names, audio
+
+
+def test_transcribe_cli_one_line_per_file(tiny_asr_export, local, dev, tmp_path):
+    names, audio = _audio_files(dev, tmp_path)
+    good = [signal for signal in audio if signal is not None]
+    transcripts = iter(local.transcribe(good))
+    expected = [next(transcripts).text if signal is not None else "" for signal in audio]
+    assert local.transcribe([audio[-1]])[0].pieces > 1  # the long file was split
+
+    result = run_seq2seq("transcribe", "--model", str(tiny_asr_export), *names)
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == expected
+    errors = [line for line in result.stderr.splitlines() if line.startswith("seq2seq")]
+    assert len(errors) == 2 and "Traceback" not in result.stderr
+    assert errors[0].startswith(f"seq2seq transcribe: {names[1]}:")
+    assert errors[1] == f"seq2seq transcribe: {names[3]}: no such file"
+
+    # Real transcripts: the dev sentences, the resampled copy, and the long file whole.
+    _, _, references = dev
+    assert jiwer.cer([references[0], references[2]], [expected[0], expected[2]]) < 0.5
+    assert jiwer.cer(references[1], expected[4]) < 0.5
+    assert jiwer.cer(" ".join(references), expected[5]) < 0.5
+
+
+def test_transcribe_json_and_plot(tiny_asr_export, local, dev, tmp_path, capsys):
+    paths, signals, _ = dev
+    plot = tmp_path / "plot.png"
+    argv = ["transcribe", "--model", str(tiny_asr_export), "--json", "--beam-size", "1"]
+    assert main([*argv, "--plot", str(plot), str(paths[1])]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    record = json.loads(line)
+    assert set(record) == {"file", "text", "score", "seconds", "rtf"}
+    assert record["file"] == str(paths[1])
+    assert record["seconds"] == pytest.approx(len(signals[1]) / 16000, abs=1e-3)
+    assert record["rtf"] > 0 and record["score"] <= 0
+    assert record["text"] == local.transcribe([signals[1]], beam_size=1)[0].text
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+
+    assert main([*argv, str(paths[0]), str(tmp_path / "nope.wav")]) == 1
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert out[1] == {"file": str(tmp_path / "nope.wav"), "error": out[1]["error"]}
+    assert set(out[0]) == {"file", "text", "score", "seconds", "rtf"}
+
+
+def _text_model(path: Path) -> Path:
+    """A SavedModel whose serving_default takes text, as a translator's does."""
+    module = tf.Module()
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def serve(text):
+        return {"text": text, "score": tf.zeros(tf.shape(text))}
+
+    tf.saved_model.save(module, str(path), signatures={"serving_default": serve})
+    return path
+
+
+def test_transcribe_option_errors_are_one_line(tiny_asr_export, dev, tmp_path, capsys):
+    paths = [str(p) for p in dev[0][:2]]
+    translator = _text_model(tmp_path / "translator")
+    cases = [
+        (["--model", str(translator), *paths], "not a speech recognizer"),
+        (["--model", str(tiny_asr_export), "--plot", str(tmp_path / "p.png"), *paths], "--plot"),
+        (["--model", str(tiny_asr_export), "--beam-size", "5", *paths], "beam size 5"),
+        (["--model", str(tmp_path / "no-model"), *paths], "no-model"),
+        (["--server", "ftp://example/x", *paths], "ftp://example/x"),
+    ]
+    for args, needle in cases:
+        assert main(["transcribe", *args]) == 2, args
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and needle in error, error
+
+
+def test_transcribe_through_the_server_rest_and_grpc(tiny_asr_export, local, dev, tmp_path):
+    paths, signals, _ = dev
+    names = [str(paths[0]), str(tmp_path / "missing.wav"), str(paths[1]), str(paths[2])]
+    texts = [t.text for t in local.transcribe([signals[0], signals[1], signals[2]])]
+    expected = [texts[0], "", texts[1], texts[2]]
+    flags = ("--model_name", "asr-en", "--model_base_path", str(tiny_asr_export))
+    with serving(*flags, log=tmp_path / "serve.log", ready_model="asr-en") as server:
+        for url in (server.rest("asr-en"), server.grpc("asr-en")):
+            result = run_seq2seq("transcribe", "--server", url, *names)
+            assert result.returncode == 1, result.stderr[-2000:]
+            assert result.stdout.splitlines() == expected, url
+            assert f"{names[1]}: no such file" in result.stderr
+
+        # TF Serving's row format, audio of different lengths zero-padded into one batch.
+        audio, lengths = pad_audio(signals[:3])
+        body = {
+            "signature_name": "greedy",
+            "instances": [
+                {"audio": row.tolist(), "audio_length": int(length)}
+                for row, length in zip(audio, lengths, strict=True)
+            ],
+        }
+        answer = requests.post(f"{server.rest('asr-en')}:predict", json=body, timeout=120)
+        assert answer.status_code == 200, answer.text
+        predictions = answer.json()["predictions"]
+        greedy = [t.text for t in local.transcribe(signals[:3], beam_size=1)]
+        assert [p["text"] for p in predictions] == greedy
+        assert all(isinstance(p["score"], float) for p in predictions)

@@ -1,0 +1,224 @@
+"""The speech model's parts, without training: configs, the character vocabulary, masks
+(a batch decodes each utterance as it would alone), the joint loss, CTC rescoring, the
+stock-GRU twin and the training input pipeline."""
+
+from __future__ import annotations
+
+import copy
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import yaml
+
+from seq2seq.config import SpeechModelConfig, config_from_dict, load_config
+from seq2seq.data import characters
+from seq2seq.data.speech_pipeline import (
+    bucket_batch_sizes,
+    encode_utterances,
+    pad_audio,
+    read_speech_tsv,
+    training_batches,
+)
+from seq2seq.models.transcriber import (
+    ConvSubsampling,
+    Transcriber,
+    ctc_log_likelihood,
+    rescore_with_ctc,
+)
+from seq2seq.utils import decoding
+
+TINY = "configs/test-asr-tiny.yaml"
+
+
+def tiny_model(**changes) -> Transcriber:
+    keras.utils.set_random_seed(0)
+    config = copy.deepcopy(load_config(TINY).model)
+    for name, value in changes.items():
+        setattr(config, name, value)
+    model = Transcriber(config)
+    model.build()
+    return model
+
+
+def speech_like(seconds: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    n = int(seconds * 16000)
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 3.0 * np.arange(n) / 16000)
+    return (0.2 * rng.standard_normal(n) * envelope).astype(np.float32)
+
+
+def test_configs_by_task():
+    asr = load_config("configs/asr-en.yaml")
+    assert asr.task == "asr" and isinstance(asr.model, SpeechModelConfig)
+    assert asr.model.front_end.n_mels == 80 and asr.model.conv_channels == [32, 32]
+    assert asr.data.augment.speeds == [0.9, 1.0, 1.1]
+    stock = load_config("configs/asr-en-stock.yaml")  # the peer: only the GRU and paths differ
+    assert stock.model.gru == "stock" and stock.training.output_dir == "runs/asr-en-stock"
+    stock.model.gru, stock.name, stock.training.output_dir = "ours", asr.name, "runs/asr-en"
+    assert stock == asr
+    translate = load_config("configs/translate-en-fr.yaml")
+    assert translate.task == "translate" and translate.data.directions == ["en-fr", "fr-en"]
+    # Defaults of a bare asr config never point at the translator's run.
+    bare = config_from_dict({"task": "asr"})
+    assert bare.name == "asr-en" and bare.training.output_dir == "runs/asr-en"
+    assert bare.data.dir == "data/asr-en"
+    # Round trip through the run directory's config.yaml.
+    assert config_from_dict(yaml.safe_load(yaml.safe_dump(asr.to_dict()))) == asr
+
+
+@pytest.mark.parametrize(
+    ("values", "needle"),
+    [
+        ({"task": "speech"}, "task"),
+        ({"task": "asr", "model": {"embedding": 3}}, "embedding"),
+        ({"task": "asr", "model": {"front_end": {"mels": 3}}}, "mels"),
+        ({"task": "asr", "model": {"gru": "cudnn"}}, "model.gru"),
+        ({"task": "asr", "model": {"ctc_weight": 1.5}}, "ctc_weight"),
+        ({"task": "asr", "model": {"front_end": {"normalization": "x"}}}, "normalization"),
+        ({"task": "asr", "data": {"batch_seconds": 5, "max_seconds": 10}}, "batch_seconds"),
+        ({"task": "translate", "data": {"augment": {}}}, "augment"),
+    ],
+)
+def test_bad_asr_configs_name_the_problem(values, needle, tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(values), encoding="utf-8")
+    with pytest.raises(ValueError, match=needle):
+        load_config(path)
+
+
+def test_characters_round_trip():
+    assert characters.VOCAB_SIZE == 31
+    text = "it's a cat"
+    assert characters.decode(characters.encode(text)) == text
+    assert characters.encode("IT’S — 42 Cats!") == characters.encode("it's cats")
+    assert min(characters.encode("a z '")) >= characters.FIRST_CHARACTER_ID
+
+
+def test_conv_subsampling_lengths_and_padding():
+    layer = ConvSubsampling([4, 4], 3, output_dim=6, n_mels=10)
+    rng = np.random.default_rng(0)
+    features = rng.standard_normal((3, 23, 10)).astype(np.float32)
+    lengths = np.array([23, 9, 1], np.int32)
+    for row, length in enumerate(lengths):
+        features[row, length:] = 0.0
+    outputs, out_lengths = layer(features, lengths)
+    assert tuple(outputs.shape) == (3, 6, 6)
+    assert np.asarray(out_lengths).tolist() == [6, 3, 1]  # ceil(ceil(n / 2) / 2)
+    for row, length in enumerate(lengths):
+        alone, _ = layer(features[row : row + 1, :length], lengths[row : row + 1])
+        n = int(out_lengths[row])
+        np.testing.assert_allclose(np.asarray(outputs)[row, :n], np.asarray(alone)[0], atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:You are using a softmax over axis -1")  # 1-frame memory
+def test_a_batch_transcribes_each_utterance_as_alone():
+    model = tiny_model()
+    signals = [speech_like(1.3, 1), speech_like(0.45, 2), speech_like(0.9, 3)]
+    audio, lengths = pad_audio(signals)
+    batch = model.search(audio, lengths, beam_size=3, ctc_weight=0.3, n_best=2)
+    for row, signal in enumerate(signals):
+        length = np.array([len(signal)], np.int32)
+        alone = model.search(signal[None], length, beam_size=3, ctc_weight=0.3, n_best=2)
+        np.testing.assert_allclose(batch.scores[row], alone.scores[0], rtol=1e-4, atol=1e-4)
+        n = int(alone.lengths[0, 0])
+        assert batch.ids.numpy()[row, 0, :n].tolist() == alone.ids.numpy()[0, 0, :n].tolist()
+    # Empty audio: an empty transcript.
+    empty = model.search(np.zeros((1, 400), np.float32), np.zeros(1, np.int32), beam_size=1)
+    assert int(empty.lengths[0, 0]) == 0
+
+
+def test_joint_loss_survives_an_utterance_too_short_for_its_transcript():
+    model = tiny_model(ctc_weight=0.5)
+    audio, lengths = pad_audio([speech_like(1.0, 4), speech_like(0.05, 5)])  # 2 frames
+    ids = characters.encode("a long transcript")
+    target_in = np.array([[characters.BOS_ID, *ids]] * 2, np.int32)
+    target_out = np.array([[*ids, characters.EOS_ID]] * 2, np.int32)
+    inputs = {"audio": audio, "audio_length": lengths, "target_in": target_in}
+    with tf.GradientTape() as tape:
+        loss = model.compute_loss(y=target_out, y_pred=model(inputs, training=True))
+    gradients = tape.gradient(loss, model.trainable_variables)
+    assert np.isfinite(float(loss))
+    assert all(np.isfinite(tf.convert_to_tensor(g)).all() for g in gradients if g is not None)
+    ce, ctc = float(model.ce_tracker.result()), float(model.ctc_tracker.result())
+    assert ce > 0 and ctc > 0
+    assert float(loss) == pytest.approx(0.5 * ce + 0.5 * ctc, rel=1e-5)
+
+
+def test_ctc_log_likelihood_is_tensorflows_ctc():
+    rng = np.random.default_rng(1)
+    logits = rng.standard_normal((6, 12, characters.VOCAB_SIZE)).astype(np.float32) * 2
+    labels = np.array(
+        [[5, 5, 6, 0, 0], [3, 4, 5, 6, 7], [9, 0, 0, 0, 0], [0] * 5, [8] * 5, [5, 6, 5, 6, 5]],
+        np.int32,
+    )
+    label_lengths = np.array([3, 5, 1, 0, 5, 5], np.int32)
+    frame_lengths = np.array([12, 12, 5, 7, 9, 3], np.int32)  # the last has no alignment
+    ours = ctc_log_likelihood(logits, frame_lengths, labels, label_lengths).numpy()
+    reference = -tf.nn.ctc_loss(
+        labels, logits, label_lengths, frame_lengths, logits_time_major=False, blank_index=0
+    ).numpy()
+    np.testing.assert_allclose(ours[:5], reference[:5], rtol=1e-5)
+    assert ours[5] == -np.inf
+
+
+def test_ctc_rescoring_reranks_by_the_combined_score():
+    rng = np.random.default_rng(0)
+    logits = tf.constant(rng.standard_normal((1, 6, characters.VOCAB_SIZE)), tf.float32)
+    ids = tf.constant([[[5, 6, 0], [7, 0, 0], [5, 6, 7]]], tf.int32)
+    lengths = tf.constant([[2, 1, 3]], tf.int32)
+    scores = tf.constant([[-1.0, -1.2, -1.5]])
+    result = decoding.DecodingResult(ids, lengths, scores, None)
+    max_length = tf.constant([16])
+    rescored = rescore_with_ctc(result, logits, tf.constant([6]), max_length, 1.0, 0.0, 3)
+    ctc = ctc_log_likelihood(
+        tf.repeat(logits, 3, axis=0), tf.constant([6, 6, 6]), ids[0], lengths[0]
+    ).numpy()
+    np.testing.assert_allclose(rescored.scores.numpy()[0], np.sort(ctc)[::-1], rtol=1e-5)
+    best = int(np.argmax(ctc))
+    assert (
+        rescored.ids.numpy()[0, 0].tolist()[: lengths[0, best]]
+        == ids.numpy()[0, best][: lengths[0, best]].tolist()
+    )
+    # Weight 0 keeps the attention ranking (length penalty 0: scores are log-probs).
+    kept = rescore_with_ctc(result, logits, tf.constant([6]), max_length, 0.0, 0.0, 2)
+    np.testing.assert_allclose(kept.scores.numpy()[0], [-1.0, -1.2])
+
+
+def test_stock_gru_twin_has_the_same_weights_and_function():
+    ours = tiny_model()
+    stock = tiny_model(gru="stock")
+    assert [w.shape for w in ours.get_weights()] == [w.shape for w in stock.get_weights()]
+    stock.set_weights(ours.get_weights())
+    audio, lengths = pad_audio([speech_like(0.8, 6), speech_like(0.5, 7)])
+    target_in = np.array([[2, 5, 6], [2, 7, 0]], np.int32)
+    inputs = {"audio": audio, "audio_length": lengths, "target_in": target_in}
+    np.testing.assert_allclose(
+        np.asarray(ours(inputs)["logits"]), np.asarray(stock(inputs)["logits"]), atol=1e-4
+    )
+
+
+def test_training_batches_pad_audio_and_align_targets(tiny_asr_corpus):
+    utterances, ids = encode_utterances(read_speech_tsv(tiny_asr_corpus / "train.tsv"), 4.0)
+    assert len(utterances) == 240 and utterances[0].voice.startswith("tones")
+    dataset = training_batches(
+        utterances[:60], ids[:60], 6.0, [1.0, 2.0], 4.0, shuffle_buffer=60, seed=1
+    )
+    rows = 0
+    for inputs, target_out in dataset:
+        audio, lengths = inputs["audio"].numpy(), inputs["audio_length"].numpy()
+        assert audio.shape[1] == lengths.max() and audio.shape[0] == len(lengths)
+        for row, length in enumerate(lengths):
+            assert not audio[row, length:].any()
+        # Sizes by bucket upper bound: 6 of <= 1 s, 3 of <= 2 s, 1 longer.
+        assert bucket_batch_sizes([1.0, 2.0], 6.0, 4.0) == [6, 3, 1]
+        assert audio.size <= 6.0 * 16000 + 6
+        target_in, target_out = inputs["target_in"].numpy(), target_out.numpy()
+        assert (target_in[:, 0] == characters.BOS_ID).all()
+        for row in range(len(lengths)):
+            chars = [t for t in target_out[row] if t > characters.EOS_ID]
+            assert target_out[row][len(chars)] == characters.EOS_ID
+            assert target_in[row][1 : len(chars) + 1].tolist() == chars
+        rows += len(lengths)
+    assert rows == 60  # every utterance once per epoch
