@@ -162,13 +162,21 @@ def _decode(data: bytes, name: str, path: Path | None, strict: bool):
     """`(samples [n, channels] float32, sample_rate)`, or an `AudioError`."""
     if not data:
         raise AudioError(f"{name}: empty file")
+    errors = (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError)
     try:
-        with soundfile.SoundFile(io.BytesIO(data)) as file:
-            declared, rate = file.frames, file.samplerate
-            samples = file.read(dtype="float32", always_2d=True)
-    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
+        file = soundfile.SoundFile(io.BytesIO(data))
+    except errors as error:  # a format libsndfile lacks: another decoder may have it
         samples, rate = _decode_audioread(data, name, path, _reason(error))
         declared = len(samples)
+    else:
+        # libsndfile knows the format: a failure now is a broken file, which another
+        # decoder would only half read.
+        with file:
+            declared, rate = file.frames, file.samplerate
+            try:
+                samples = file.read(dtype="float32", always_2d=True)
+            except errors as error:
+                raise AudioError(f"{name}: cannot decode audio ({_reason(error)})") from None
     truncation = _wav_truncation(data) or _ogg_truncation(data)
     if truncation is None and len(samples) < 0.99 * declared:
         truncation = f"header declares {declared} samples, only {len(samples)} decode"

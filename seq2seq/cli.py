@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import sys
 from collections.abc import Sequence
@@ -15,10 +14,6 @@ from seq2seq.serving.server import add_serve_parser
 from seq2seq.transcribe import add_transcribe_parser
 from seq2seq.translate import add_translate_parser
 
-# Subcommands whose implementation has not landed yet, with the issue that
-# tracks each. They parse no arguments and exit with status 2.
-NOT_BUILT: dict[str, tuple[str, int]] = {}
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -26,13 +21,6 @@ def build_parser() -> argparse.ArgumentParser:
         description="GRU encoder-decoders for translation and speech recognition.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (summary, issue) in NOT_BUILT.items():
-        sub = subparsers.add_parser(
-            name,
-            help=f"{summary} (not built yet)",
-            description=f"{summary}. Not built yet: tracked in issue #{issue}.",
-        )
-        sub.set_defaults(handler=functools.partial(_not_built, name, issue), takes_any=True)
     add_prepare_parser(subparsers)
     _add_train_parser(subparsers)
     add_evaluate_parser(subparsers)
@@ -75,18 +63,11 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _not_built(command: str, issue: int, _args: argparse.Namespace) -> int:
-    print(f"seq2seq {command}: not built yet (issue #{issue}).", file=sys.stderr)
-    return 2
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     # TensorFlow's C++ start-up chatter is not for command-line users.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
-    if unknown and not getattr(args, "takes_any", False):
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2

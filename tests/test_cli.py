@@ -3,9 +3,7 @@
 import subprocess
 import sys
 
-import pytest
-
-from seq2seq.cli import NOT_BUILT, main
+from seq2seq.cli import main
 
 SUBCOMMANDS = ("translate", "transcribe", "prepare", "train", "evaluate", "export", "serve")
 
@@ -26,14 +24,6 @@ def test_help_lists_every_subcommand():
 def test_no_subcommand_prints_help_and_fails(capsys):
     assert main([]) == 2
     assert "usage: seq2seq" in capsys.readouterr().out
-
-
-@pytest.mark.parametrize("name", sorted(NOT_BUILT))
-def test_unbuilt_subcommand_says_so_and_exits_nonzero(name, capsys):
-    assert main([name, "--model", "x"]) == 2
-    error = capsys.readouterr().err
-    assert error.startswith(f"seq2seq {name}: not built yet")
-    assert error.count("\n") == 1
 
 
 def test_unknown_subcommand_is_a_usage_error():

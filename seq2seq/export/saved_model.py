@@ -323,6 +323,7 @@ def publish_version(base_path: str | Path, write: Callable[[Path], None]) -> Pat
     """
     base_path = Path(base_path)
     base_path.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned_exports(base_path)
     # Hidden and not numeric: TF Serving ignores it until the rename.
     temporary = base_path / f".export-tmp-{os.getpid()}"
     shutil.rmtree(temporary, ignore_errors=True)
@@ -334,6 +335,14 @@ def publish_version(base_path: str | Path, write: Callable[[Path], None]) -> Pat
         shutil.rmtree(temporary, ignore_errors=True)
         raise
     return version
+
+
+def _remove_abandoned_exports(base_path: Path) -> None:
+    """Removes the temporary directories of exports whose process is gone (killed)."""
+    for directory in base_path.glob(".export-tmp-*"):
+        pid = directory.name.removeprefix(".export-tmp-")
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def load_weights(model: Any, weights: Path) -> None:

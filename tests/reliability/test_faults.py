@@ -129,6 +129,7 @@ def test_export_killed_at_any_moment_leaves_no_partial_version(tiny_run, tiny_ex
     # The rerun, in this process (TensorFlow is loaded here already).
     assert main(["export", "--run", str(tiny_run), "--model-base-path", str(base)]) == 0
     assert served_versions(base, tiny_export / "1") == [1, 2]
+    assert sorted(child.name for child in base.iterdir()) == ["1", "2"]  # debris cleared
 
 
 # --- kill -9 during prepare translate --------------------------------------------------------
