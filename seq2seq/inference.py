@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import sentencepiece
 
-from seq2seq.export import EXPORT_INFO, resolve_model_dir
+from seq2seq.export import EXPORT_INFO, SearchSignatures, resolve_model_dir
 
 MAX_LINE_CHARS = 400
 """Lines longer than this are split into sentences even when the model would take them."""
@@ -48,7 +48,7 @@ def split_sentences(text: str) -> list[str]:
     return [piece for piece in _SENTENCE_END.split(text.strip()) if piece]
 
 
-class Translator(abc.ABC):
+class Translator(SearchSignatures, abc.ABC):
     """Turns lines into model calls: splits long lines into sentences, batches
     sentences of similar length, picks the signature of a beam size, and joins the
     translations back into one line per input. Subclasses run the calls.
@@ -70,48 +70,14 @@ class Translator(abc.ABC):
         max_source_tokens: int | None = None,
         tokenizer: sentencepiece.SentencePieceProcessor | None = None,
     ):
-        self.source = source
-        self.signature_names = list(signature_names)
+        super().__init__(source, signature_names)
         self.batch_size = batch_size
         self.max_source_tokens = max_source_tokens
         self.tokenizer = tokenizer
-        if "serving_default" not in self.signature_names:
-            raise ValueError(f"{source}: the model has no serving_default signature")
 
     @abc.abstractmethod
     def _run(self, signature_name: str, texts: list[str]) -> list[bytes]:
         """Translates one batch of texts with a signature."""
-
-    @property
-    def beam_sizes(self) -> list[int]:
-        """The beam sizes that have a signature (`greedy` is 1, `beam_N` is N)."""
-        sizes = [1] if "greedy" in self.signature_names else []
-        sizes += [
-            int(name.removeprefix("beam_"))
-            for name in self.signature_names
-            if re.fullmatch(r"beam_\d+", name)
-        ]
-        return sorted(sizes)
-
-    def signature_name(self, beam_size: int | None) -> str:
-        """The signature that searches with `beam_size`.
-
-        Args:
-            beam_size: 1 for greedy search, N for beam search, None for the export's
-                default (`serving_default`).
-
-        Raises:
-            ValueError: listing the available beam sizes when none has `beam_size`.
-        """
-        if beam_size is None:
-            return "serving_default"
-        name = "greedy" if beam_size == 1 else f"beam_{beam_size}"
-        if name not in self.signature_names:
-            available = ", ".join(map(str, self.beam_sizes)) or "none"
-            raise ValueError(
-                f"{self.source}: no signature for beam size {beam_size} (available: {available})"
-            )
-        return name
 
     def is_truncated(self, text: str) -> bool:
         """Whether the model cuts some piece of `text` (see `pieces`) to its token limit.

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from seq2seq.client import ServingClientError
-from seq2seq.export import resolve_model_dir
+from seq2seq.export import add_model_arguments, resolve_model_dir
 
 PROG = "seq2seq transcribe"
 BLOCK_FILES = 32
@@ -48,24 +48,7 @@ def add_transcribe_parser(subparsers: argparse._SubParsersAction) -> None:
             "the others are still transcribed (exit status 1)."
         ),
     )
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument(
-        "--model",
-        type=Path,
-        metavar="PATH",
-        help="SavedModel directory, or model base directory (highest version wins)",
-    )
-    where.add_argument(
-        "--server",
-        metavar="URL",
-        help="TF Serving endpoint: http://HOST:8501/v1/models/NAME or grpc://HOST:8500/NAME",
-    )
-    parser.add_argument(
-        "--beam-size",
-        type=int,
-        metavar="N",
-        help="1 for greedy search, N for beam search (default: the model's)",
-    )
+    add_model_arguments(parser)
     parser.add_argument(
         "--json",
         action="store_true",

@@ -18,7 +18,6 @@ from __future__ import annotations
 import abc
 import dataclasses
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ import numpy as np
 
 from audio.io import split_at_silences
 from seq2seq.data.speech_pipeline import length_batches, pad_audio
-from seq2seq.export import EXPORT_INFO, resolve_model_dir
+from seq2seq.export import EXPORT_INFO, SearchSignatures, resolve_model_dir
 
 SAMPLE_RATE = 16000
 """What the models take (DESIGN.md: 16 kHz mono)."""
@@ -56,7 +55,7 @@ class Transcript:
     pieces: int
 
 
-class Transcriber(abc.ABC):
+class Transcriber(SearchSignatures, abc.ABC):
     """Turns signals into model calls: splits long audio at silences, batches pieces of
     similar length, picks the signature of a beam size, and joins the transcripts back
     into one per signal. Subclasses run the calls.
@@ -75,45 +74,15 @@ class Transcriber(abc.ABC):
         sample_rate: int = SAMPLE_RATE,
         max_piece_seconds: float = MAX_PIECE_SECONDS,
     ):
-        self.source = source
-        self.signature_names = list(signature_names)
+        super().__init__(source, signature_names)
         self.sample_rate = sample_rate
         self.max_piece_seconds = max_piece_seconds
-        if "serving_default" not in self.signature_names:
-            raise ValueError(f"{source}: the model has no serving_default signature")
 
     @abc.abstractmethod
     def _run(
         self, signature_name: str, audio: np.ndarray, lengths: np.ndarray
     ) -> tuple[list[bytes], np.ndarray]:
         """Transcribes one padded batch: `(texts, scores)`."""
-
-    @property
-    def beam_sizes(self) -> list[int]:
-        """The beam sizes that have a signature (`greedy` is 1, `beam_N` is N)."""
-        sizes = [1] if "greedy" in self.signature_names else []
-        sizes += [
-            int(name.removeprefix("beam_"))
-            for name in self.signature_names
-            if re.fullmatch(r"beam_\d+", name)
-        ]
-        return sorted(sizes)
-
-    def signature_name(self, beam_size: int | None) -> str:
-        """The signature that searches with `beam_size` (None: `serving_default`).
-
-        Raises:
-            ValueError: listing the available beam sizes when none has `beam_size`.
-        """
-        if beam_size is None:
-            return "serving_default"
-        name = "greedy" if beam_size == 1 else f"beam_{beam_size}"
-        if name not in self.signature_names:
-            available = ", ".join(map(str, self.beam_sizes)) or "none"
-            raise ValueError(
-                f"{self.source}: no signature for beam size {beam_size} (available: {available})"
-            )
-        return name
 
     def warm_up(self, beam_size: int | None = None) -> None:
         """Runs the signature of `beam_size` once on half a second of silence, so that the

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from seq2seq.client import ServingClientError
-from seq2seq.export import resolve_model_dir
+from seq2seq.export import add_model_arguments, resolve_model_dir
 
 if TYPE_CHECKING:
     import numpy as np
@@ -38,24 +38,7 @@ def add_translate_parser(subparsers: argparse._SubParsersAction) -> None:
             "in order (an empty line for a blank one). Long lines are split into sentences."
         ),
     )
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument(
-        "--model",
-        type=Path,
-        metavar="PATH",
-        help="SavedModel directory, or model base directory (highest version wins)",
-    )
-    where.add_argument(
-        "--server",
-        metavar="URL",
-        help="TF Serving endpoint: http://HOST:8501/v1/models/NAME or grpc://HOST:8500/NAME",
-    )
-    parser.add_argument(
-        "--beam-size",
-        type=int,
-        metavar="N",
-        help="1 for greedy search, N for beam search (default: the model's)",
-    )
+    add_model_arguments(parser)
     parser.add_argument(
         "--plot-attention",
         type=Path,

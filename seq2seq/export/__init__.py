@@ -9,6 +9,7 @@ the TF Serving model layout, `BASE/<numeric version>/` (`next_version`,
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -51,6 +52,87 @@ def resolve_model_dir(path: str | Path) -> Path:
     if not versions:
         raise ValueError(f"{path}: neither a SavedModel nor a model base directory with versions")
     return max(versions, key=lambda child: int(child.name))
+
+
+class SearchSignatures:
+    """The search signatures of an export, by beam size: `serving_default` (the export's
+    default search), `greedy` (beam 1) and `beam_N`. The base of the translator and
+    transcriber front ends, local or behind a server.
+
+    Args:
+        source: what the model is, for messages (a directory or a URL).
+        signature_names: the model's signatures.
+
+    Raises:
+        ValueError: naming `source` when there is no `serving_default` signature.
+
+    >>> SearchSignatures("m", ["serving_default", "greedy", "beam_4"]).beam_sizes
+    [1, 4]
+    """
+
+    def __init__(self, source: str | Path, signature_names: list[str]):
+        self.source = source
+        self.signature_names = list(signature_names)
+        if "serving_default" not in self.signature_names:
+            raise ValueError(f"{source}: the model has no serving_default signature")
+
+    @property
+    def beam_sizes(self) -> list[int]:
+        """The beam sizes that have a signature (`greedy` is 1, `beam_N` is N)."""
+        sizes = [1] if "greedy" in self.signature_names else []
+        sizes += [
+            int(name.removeprefix("beam_"))
+            for name in self.signature_names
+            if re.fullmatch(r"beam_\d+", name)
+        ]
+        return sorted(sizes)
+
+    def signature_name(self, beam_size: int | None) -> str:
+        """The signature that searches with `beam_size`.
+
+        Args:
+            beam_size: 1 for greedy search, N for beam search, None for the export's
+                default (`serving_default`).
+
+        Raises:
+            ValueError: listing the available beam sizes when none has `beam_size`.
+        """
+        if beam_size is None:
+            return "serving_default"
+        name = "greedy" if beam_size == 1 else f"beam_{beam_size}"
+        if name not in self.signature_names:
+            available = ", ".join(map(str, self.beam_sizes)) or "none"
+            raise ValueError(
+                f"{self.source}: no signature for beam size {beam_size} (available: {available})"
+            )
+        return name
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds what `translate` and `transcribe` share: `--model PATH` or `--server URL`
+    (one of them, required), and `--beam-size N`.
+
+    Args:
+        parser: the subcommand's parser.
+    """
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument(
+        "--model",
+        type=Path,
+        metavar="PATH",
+        help="SavedModel directory, or model base directory (highest version wins)",
+    )
+    where.add_argument(
+        "--server",
+        metavar="URL",
+        help="TF Serving endpoint: http://HOST:8501/v1/models/NAME or grpc://HOST:8500/NAME",
+    )
+    parser.add_argument(
+        "--beam-size",
+        type=int,
+        metavar="N",
+        help="1 for greedy search, N for beam search (default: the model's)",
+    )
 
 
 def add_export_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -27,7 +27,7 @@ from seq2seq.data.speech_pipeline import (
     training_batches,
 )
 from seq2seq.models.transcriber import Transcriber
-from seq2seq.training.callbacks import BackupEveryStepsAndEpoch, DevWer, TrainingCurves
+from seq2seq.training.callbacks import DevWer, TrainingCurves, run_callbacks
 
 
 def build_asr_model(config: Config) -> Transcriber:
@@ -124,10 +124,9 @@ def train_asr(config: Config, epochs: int | None = None) -> Path:
             flush=True,
         )
 
-    callbacks = [
-        keras.callbacks.TerminateOnNaN(),
+    callbacks = run_callbacks(
+        output_dir,
         DevWer(dev_signals, dev_references, output_dir / "best.weights.h5", rate),
-        keras.callbacks.CSVLogger(str(output_dir / "history.csv"), append=True),
         TrainingCurves(
             output_dir / "history.csv",
             output_dir / "training_curves.png",
@@ -135,17 +134,10 @@ def train_asr(config: Config, epochs: int | None = None) -> Path:
             title="dev WER % (greedy)",
             loss_label=f"{config.model.ctc_weight} CTC + {1 - config.model.ctc_weight:g} CE",
         ),
-        keras.callbacks.EarlyStopping(
-            monitor="dev_wer", mode="min", patience=config.training.early_stopping_patience
-        ),
-        keras.callbacks.TensorBoard(str(output_dir / "logs"), update_freq=50),
-        # Last, so an epoch counts as done only once its history row is written.
-        BackupEveryStepsAndEpoch(
-            str(output_dir / "backup"),
-            save_freq=config.training.backup_every_steps,
-            double_checkpoint=True,
-            delete_checkpoint=False,
-        ),
-    ]
+        monitor="dev_wer",
+        mode="min",
+        patience=config.training.early_stopping_patience,
+        backup_every_steps=config.training.backup_every_steps,
+    )
     model.fit(batches, epochs=epochs or config.training.epochs, callbacks=callbacks, verbose=1)
     return output_dir

@@ -255,3 +255,40 @@ class BackupEveryStepsAndEpoch(keras.callbacks.BackupAndRestore):
         super().on_epoch_end(epoch, logs)
         if self.save_freq != "epoch":
             self._save_model()
+
+
+def run_callbacks(
+    output_dir: Path,
+    dev_metric: keras.callbacks.Callback,
+    curves: TrainingCurves,
+    monitor: str,
+    mode: str,
+    patience: int,
+    backup_every_steps: int,
+) -> list[keras.callbacks.Callback]:
+    """The callbacks of every `seq2seq train` run, in the order they must run.
+
+    Args:
+        output_dir: the run directory (history, logs, backup).
+        dev_metric: writes `monitor` into the logs and keeps the best weights.
+        curves: the training-curve plot of the run.
+        monitor: the dev metric early stopping watches (e.g. `dev_bleu`).
+        mode: `"max"` or `"min"`: which way `monitor` improves.
+        patience: epochs without improvement before stopping.
+        backup_every_steps: steps between backups (also one per epoch).
+    """
+    return [
+        keras.callbacks.TerminateOnNaN(),
+        dev_metric,
+        keras.callbacks.CSVLogger(str(output_dir / "history.csv"), append=True),
+        curves,
+        keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience),
+        keras.callbacks.TensorBoard(str(output_dir / "logs"), update_freq=50),
+        # Last, so an epoch counts as done only once its history row is written.
+        BackupEveryStepsAndEpoch(
+            str(output_dir / "backup"),
+            save_freq=backup_every_steps,
+            double_checkpoint=True,
+            delete_checkpoint=False,  # a finished run asked for more epochs continues
+        ),
+    ]

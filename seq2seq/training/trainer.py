@@ -31,7 +31,7 @@ from seq2seq.data.pipeline import (
     training_batches,
 )
 from seq2seq.models import Translator
-from seq2seq.training.callbacks import BackupEveryStepsAndEpoch, DevBleu, TrainingCurves
+from seq2seq.training.callbacks import DevBleu, TrainingCurves, run_callbacks
 from seq2seq.training.losses import SmoothedCrossEntropy
 
 
@@ -106,22 +106,14 @@ def train(config: Config, epochs: int | None = None) -> Path:
 
     with distribution_strategy().scope():
         model = build_model(config, tokenizer.vocab_size)
-    callbacks = [
-        keras.callbacks.TerminateOnNaN(),
+    callbacks = run_callbacks(
+        output_dir,
         dev_bleu,
-        keras.callbacks.CSVLogger(str(output_dir / "history.csv"), append=True),
         TrainingCurves(output_dir / "history.csv", output_dir / "training_curves.png"),
-        keras.callbacks.EarlyStopping(
-            monitor="dev_bleu", mode="max", patience=config.training.early_stopping_patience
-        ),
-        keras.callbacks.TensorBoard(str(output_dir / "logs"), update_freq=50),
-        # Last, so an epoch counts as done only once its history row is written.
-        BackupEveryStepsAndEpoch(
-            str(output_dir / "backup"),
-            save_freq=config.training.backup_every_steps,
-            double_checkpoint=True,
-            delete_checkpoint=False,  # a finished run asked for more epochs continues
-        ),
-    ]
+        monitor="dev_bleu",
+        mode="max",
+        patience=config.training.early_stopping_patience,
+        backup_every_steps=config.training.backup_every_steps,
+    )
     model.fit(batches, epochs=epochs or config.training.epochs, callbacks=callbacks, verbose=1)
     return output_dir
