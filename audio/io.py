@@ -37,6 +37,9 @@ __all__ = [
 
 Source = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
 
+_READ_BLOCK = 1 << 20
+"""Samples (frames x channels) that libsndfile decodes at a time."""
+
 
 class AudioError(ValueError):
     """An input that cannot be turned into audio; the message names it."""
@@ -106,7 +109,7 @@ def read_wav_bytes(data: bytes, sample_rate: int = 16000, *, name: str = "<wav b
     """
     data = bytes(data)
     try:
-        info = soundfile.info(io.BytesIO(data))
+        info = soundfile.info(_Buffer(data))
     except (soundfile.LibsndfileError, RuntimeError) as error:
         raise AudioError(f"{name}: not a WAV file ({_reason(error)})") from None
     if info.format not in ("WAV", "WAVEX") or info.subtype != "PCM_16":
@@ -128,6 +131,27 @@ def to_wav_bytes(audio: np.ndarray, sample_rate: int = 16000) -> bytes:
     audio = np.clip(np.asarray(audio, np.float32), -1.0, 1.0)
     soundfile.write(buffer, audio, sample_rate, format="WAV", subtype="PCM_16")
     return buffer.getvalue()
+
+
+class _Buffer(io.BytesIO):
+    """A file's bytes for libsndfile, where a seek to before the start fails as `lseek`
+    does (position kept, -1 reported) instead of raising `ValueError`, which soundfile's
+    C callback cannot pass on and prints to stderr as a traceback (broken AIFF headers)."""
+
+    _failed = False
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        try:
+            return super().seek(offset, whence)
+        except ValueError:  # a negative position
+            self._failed = True
+            return -1
+
+    def tell(self) -> int:  # soundfile's seek callback returns `tell()` after `seek`
+        if self._failed:
+            self._failed = False
+            return -1
+        return super().tell()
 
 
 def _read_source(source: Source, name: str | None) -> tuple[bytes, str, Path | None]:
@@ -164,7 +188,7 @@ def _decode(data: bytes, name: str, path: Path | None, strict: bool):
         raise AudioError(f"{name}: empty file")
     errors = (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError)
     try:
-        file = soundfile.SoundFile(io.BytesIO(data))
+        file = soundfile.SoundFile(_Buffer(data))
     except errors as error:  # a format libsndfile lacks: another decoder may have it
         samples, rate = _decode_audioread(data, name, path, _reason(error))
         declared = len(samples)
@@ -174,7 +198,7 @@ def _decode(data: bytes, name: str, path: Path | None, strict: bool):
         with file:
             declared, rate = file.frames, file.samplerate
             try:
-                samples = file.read(dtype="float32", always_2d=True)
+                samples = _read_blocks(file)
             except errors as error:
                 raise AudioError(f"{name}: cannot decode audio ({_reason(error)})") from None
     truncation = _wav_truncation(data) or _ogg_truncation(data)
@@ -205,18 +229,38 @@ def _decode_audioread(data: bytes, name: str, path: Path | None, reason: str):
         with audioread.audio_open(target) as file:
             rate, channels = file.samplerate, file.channels
             raw = b"".join(file)
-    except audioread.NoBackendError:
-        raise AudioError(
-            f"{name}: cannot decode audio ({reason}; no other decoder: install ffmpeg "
-            "for formats libsndfile lacks)"
-        ) from None
-    except (audioread.DecodeError, OSError, EOFError) as error:
-        raise AudioError(f"{name}: cannot decode audio ({reason}; {error})") from None
+    except audioread.NoBackendError:  # every decoder refused it, or there is none but Python's
+        others = [b for b in audioread.available_backends() if b.__name__ != "RawAudioFile"]
+        hint = "" if others else "; no other decoder: install ffmpeg for formats libsndfile lacks"
+        raise AudioError(f"{name}: cannot decode audio ({reason}{hint})") from None
+    except Exception as error:  # on broken input the decoders raise anything (Python's
+        # wave/aifc/sunau readers: RuntimeError, OverflowError, MemoryError, ...)
+        detail = str(error) or type(error).__name__
+        raise AudioError(f"{name}: cannot decode audio ({reason}; {detail})") from None
     finally:
         if temporary is not None:
             os.unlink(temporary.name)
+    if channels < 1 or rate < 1:
+        raise AudioError(f"{name}: cannot decode audio ({reason}; no audio stream)")
     samples = np.frombuffer(raw[: len(raw) // 2 * 2], "<i2").astype(np.float32) / 32768.0
     return samples[: len(samples) // channels * channels].reshape(-1, channels), rate
+
+
+def _read_blocks(file: soundfile.SoundFile) -> np.ndarray:
+    """All frames of an open file as float32 `[frames, channels]`, read in blocks of at
+    most `_READ_BLOCK` samples: memory follows the audio there is, not the frame count
+    the header claims (which a broken file can set to billions)."""
+    frames = max(1, _READ_BLOCK // max(1, file.channels))
+    blocks = []
+    while True:
+        block = file.read(frames, dtype="float32", always_2d=True)
+        if len(block):
+            blocks.append(block.copy() if len(block) < frames else block)  # not a big view
+        if len(block) < frames:
+            break
+    if len(blocks) == 1:
+        return blocks[0]
+    return np.concatenate(blocks) if blocks else np.zeros((0, file.channels), np.float32)
 
 
 def _wav_truncation(data: bytes) -> str | None:
@@ -270,19 +314,24 @@ def _finish(samples: np.ndarray, rate: int, sample_rate: int, name: str) -> np.n
         message = f"{name}: replaced {count} non-finite samples (NaN/Inf) by 0"
         warnings.warn(message, AudioWarning, stacklevel=3)
         mono = np.where(finite, mono, np.float32(0.0))
-    mono = np.clip(mono, -1.0, 1.0)
+    np.clip(mono, -1.0, 1.0, out=mono)  # a new array already: no copy of long audio
     if rate != sample_rate:
         import librosa
 
         mono = librosa.resample(mono, orig_sr=rate, target_sr=sample_rate, res_type="soxr_hq")
-        mono = np.clip(mono, -1.0, 1.0)
+        np.clip(mono, -1.0, 1.0, out=mono)
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
-def _frame_energy_db(audio: np.ndarray, frame: int) -> np.ndarray:
-    """Mean power in dB of consecutive frames of `frame` samples."""
+def _frame_energy_db(audio: np.ndarray, frame: int, chunk: int = 4096) -> np.ndarray:
+    """Mean power in dB of consecutive frames of `frame` samples, computed `chunk` frames
+    at a time: float64 copies of all of long audio would take 4 times its memory."""
     count = len(audio) // frame
-    power = np.square(audio[: count * frame].astype(np.float64)).reshape(count, frame).mean(1)
+    power = np.empty(count)
+    for first in range(0, count, chunk):
+        last = min(count, first + chunk)
+        samples = audio[first * frame : last * frame].astype(np.float64)
+        power[first:last] = np.square(samples).reshape(last - first, frame).mean(1)
     return 10.0 * np.log10(power + 1e-10)
 
 

@@ -133,6 +133,28 @@ def _is_speech_signature(inputs: Any) -> bool:
     return {"audio", "audio_length"} <= set(inputs)
 
 
+def is_speech_model(model_dir: str | Path) -> bool:
+    """Whether the SavedModel in `model_dir` is a speech recognizer: its `serving_default`
+    takes `audio` and `audio_length`. Reads the signature from `saved_model.pb` without
+    loading the model.
+
+    Returns:
+        False also when the file cannot be read or parsed (loading the model says why).
+    """
+    from google.protobuf.message import DecodeError
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved_model = saved_model_pb2.SavedModel()
+    try:
+        saved_model.ParseFromString((Path(model_dir) / "saved_model.pb").read_bytes())
+    except (OSError, DecodeError):
+        return False
+    for meta_graph in saved_model.meta_graphs:
+        if "serving_default" in meta_graph.signature_def:
+            return _is_speech_signature(meta_graph.signature_def["serving_default"].inputs)
+    return False
+
+
 class SavedModelTranscriber(Transcriber):
     """A speech-recognizer SavedModel loaded with `tf.saved_model.load`.
 

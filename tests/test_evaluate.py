@@ -1,11 +1,19 @@
-"""`seq2seq evaluate` on a tiny exported model: scores for every test split,
-greedy and beam, and a JSON report."""
+"""`seq2seq evaluate` on tiny exported models, a translator and a speech recognizer:
+scores for every test split, greedy and beam, speed, a JSON report, and bad inputs."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import jiwer
+import pytest
 
 from conftest import run_seq2seq
+from seq2seq.cli import main
+from seq2seq.data.speech_pipeline import load_utterances, read_speech_tsv
+from seq2seq.evaluation import searches
+from seq2seq.transcription import SavedModelTranscriber
 
 
 def test_evaluate_scores_every_split_greedy_and_beam(tiny_export, tiny_corpus, tmp_path):
@@ -41,3 +49,126 @@ def test_evaluate_names_a_missing_corpus(tiny_export, tmp_path):
     result = run_seq2seq("evaluate", "--model", str(tiny_export), "--data", str(tmp_path / "nope"))
     assert result.returncode == 2
     assert "nope" in result.stderr and result.stderr.strip().count("\n") == 0
+
+
+# -- speech: the tiny tone model of tests/test_transcribe.py (conftest's tiny_asr_export) --
+
+
+def write_speech_tsv(path: Path, rows: list[tuple[str, str, float]]) -> None:
+    lines = "".join(f"{name}\t{text}\t{seconds:.3f}\ttones\n" for name, text, seconds in rows)
+    path.write_text("path\ttranscript\tseconds\tvoice\n" + lines, encoding="utf-8")
+
+
+@pytest.fixture
+def speech_corpus(tiny_asr_corpus, tmp_path) -> Path:
+    """Both test splits, from the tone corpus's test-synthetic files: 6 utterances in
+    test-synthetic; 3 in test-real, and two bad ones (a missing file, one not audio)."""
+    utterances = read_speech_tsv(tiny_asr_corpus / "test-synthetic.tsv")
+    rows = [(str(u.path), u.transcript, u.seconds) for u in utterances]
+    directory = tmp_path / "asr-en"
+    directory.mkdir()
+    (directory / "broken.wav").write_bytes(b"RIFF....WAVEfmt garbage")
+    write_speech_tsv(directory / "test-synthetic.tsv", rows[:6])
+    bad = [("missing.wav", "a cat", 1.0), ("broken.wav", "the dog", 1.0)]
+    write_speech_tsv(directory / "test-real.tsv", [*rows[6:8], bad[0], rows[8], bad[1]])
+    return directory
+
+
+def test_evaluate_speech_wer_cer_rtf_per_split_and_search(
+    tiny_asr_export, speech_corpus, tmp_path, capsys
+):
+    report = tmp_path / "report.json"
+    argv = ["evaluate", "--model", str(tiny_asr_export), "--data", str(speech_corpus)]
+    assert main([*argv, "--limit", "5", "--json", str(report)]) == 1  # files were skipped
+    captured = capsys.readouterr()
+
+    # The bad files: one warning line each, naming them; the others are scored.
+    warnings = [line for line in captured.err.splitlines() if "warning" in line]
+    assert len(warnings) == 2, captured.err
+    assert "missing.wav" in warnings[0] and "broken.wav" in warnings[1]
+    assert "Traceback" not in captured.err
+
+    data = json.loads(report.read_text(encoding="utf-8"))
+    assert data["kind"] == "speech" and data["load_seconds"] >= 0
+    assert data["skipped_files"] == 2 and data["sample_rate"] == 16000
+    rows = {(r["split"], r["search"]): r for r in data["results"]}
+    # Without --beam-size: greedy, and serving_default (the tiny config's beam 4).
+    assert set(rows) == {
+        (split, search)
+        for split in ("test-synthetic", "test-real")
+        for search in ("greedy", "beam 4")
+    }
+    tsv = read_speech_tsv(speech_corpus / "test-synthetic.tsv")[:5]
+    for (split, _), row in rows.items():
+        assert row["utterances"] == (5 if split == "test-synthetic" else 3)  # --limit 5
+        assert row["skipped"] == (0 if split == "test-synthetic" else 2)
+        assert 0.0 <= row["wer"] < 1000.0 and 0.0 <= row["cer"] < 1000.0
+        assert row["seconds"] > 0 and row["rtf"] > 0
+        assert row["rtf"] == pytest.approx(row["seconds"] / row["audio_seconds"], abs=1e-3)
+        assert set(row["example"]) == {"reference", "output"}
+    synthetic = rows["test-synthetic", "greedy"]
+    assert synthetic["audio_seconds"] == pytest.approx(sum(u.seconds for u in tsv), abs=0.1)
+    # The model learned the tones: far better than chance on held-out sentences.
+    assert synthetic["cer"] < 75.0, synthetic
+
+    # The WER is jiwer's of the model's own transcripts, on normalized text.
+    transcriber = SavedModelTranscriber.load(tiny_asr_export)
+    signals, references = load_utterances(tsv)
+    hypotheses = [t.text for t in transcriber.transcribe(signals, beam_size=1)]
+    assert synthetic["wer"] == round(100 * jiwer.wer(references, hypotheses), 2)
+    assert synthetic["cer"] == round(100 * jiwer.cer(references, hypotheses), 2)
+
+    # The table: the title with the loading time, then one line per split and search.
+    title, header, *lines = captured.out.splitlines()
+    assert "(speech), loaded in" in title
+    assert header.split() == ["split", "search", "n", "WER", "%", "CER", "%", "audio", "s", "RTF"]
+    expected = [
+        [split, *search.split(), str(n)]
+        for split, n in (("test-synthetic", 5), ("test-real", 3))
+        for search in ("greedy", "beam 4")
+    ]
+    assert [line.split()[: len(e)] for line, e in zip(lines, expected, strict=True)] == expected
+
+
+def test_searches_follow_the_beam_size_or_the_export(tmp_path):
+    assert searches(tmp_path, None) == [("greedy", 1), ("default", None)]  # no export.json
+    (tmp_path / "assets").mkdir()
+    for exported, beam_size, expected in (
+        (5, None, [("greedy", 1), ("beam 5", None)]),
+        (5, 3, [("greedy", 1), ("beam 3", 3)]),
+        (5, 1, [("greedy", 1)]),
+        (1, None, [("greedy", 1)]),
+    ):
+        info = json.dumps({"beam_size": exported})
+        (tmp_path / "assets" / "export.json").write_text(info, encoding="utf-8")
+        assert searches(tmp_path, beam_size) == expected, (exported, beam_size)
+
+
+def test_evaluate_speech_option_errors_are_one_line(tiny_asr_export, tiny_asr_corpus, capsys):
+    argv = ["evaluate", "--model", str(tiny_asr_export), "--data", str(tiny_asr_corpus)]
+    for extra, message in (
+        (["--beam-size", "3"], "no signature for beam size 3"),
+        (["--direction", "en-fr"], "--direction is for translators"),
+    ):
+        assert main([*argv, *extra]) == 2, extra
+        error = capsys.readouterr().err
+        assert message in error and error.strip().count("\n") == 0, error
+
+
+def test_evaluate_help_describes_both_model_kinds(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "1000")  # argparse would wrap test-synthetic at its hyphen
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for words in (
+        "translator",
+        "BLEU and chrF",
+        "speech recognizer",
+        "WER and CER",
+        "RTF",
+        "test-synthetic",
+        "test-real",
+        "data/asr-en",
+    ):
+        assert words in text, words

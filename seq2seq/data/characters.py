@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 
 PAD_ID, EOS_ID, BOS_ID = 0, 1, 2
 BLANK_ID = PAD_ID
@@ -66,3 +67,27 @@ def decode(ids) -> str:
         if token >= FIRST_CHARACTER_ID:
             characters.append(VOCABULARY[token])
     return "".join(characters)
+
+
+def error_rates(references: Sequence[str], hypotheses: Sequence[str]) -> tuple[float, float]:
+    """jiwer's word and character error rates of `hypotheses` against `references`, in
+    percent, both compared as `normalize_transcript` makes them (what the model is
+    trained on and writes). Dev WER in training and `seq2seq evaluate` use this.
+
+    Args:
+        references: the reference transcripts, one per hypothesis.
+        hypotheses: the model's transcripts.
+
+    Returns:
+        `(wer, cer)`; over 100 when the hypotheses insert more than they match.
+
+    >>> error_rates(["The cat!"], ["the hat"])
+    (50.0, 14.285714285714285)
+    """
+    import jiwer  # only here: the vocabulary itself needs none of it
+
+    if len(references) != len(hypotheses):
+        raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
+    references = [normalize_transcript(text) for text in references]
+    hypotheses = [normalize_transcript(text) for text in hypotheses]
+    return 100.0 * jiwer.wer(references, hypotheses), 100.0 * jiwer.cer(references, hypotheses)

@@ -10,6 +10,7 @@ short sentences come in big batches, long ones in small batches.
 
 from __future__ import annotations
 
+import bisect
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,6 +142,33 @@ def _flat(sequences: list[list[int]]) -> tuple[tf.Tensor, tf.Tensor]:
     return tf.constant(values), tf.constant(np.concatenate([[0], np.cumsum(lengths)]))
 
 
+def _buckets(batch_tokens: int) -> tuple[list[int], list[int]]:
+    """`training_batches`'s length buckets: their upper bounds (exclusive; the last
+    bucket is open) and how many examples a batch of each holds."""
+    boundaries = [b + 1 for b in BUCKET_BOUNDARIES]  # buckets are [lower, upper)
+    sizes = [max(1, batch_tokens // b) for b in BUCKET_BOUNDARIES]
+    sizes.append(max(1, batch_tokens // (2 * BUCKET_BOUNDARIES[-1])))
+    return boundaries, sizes
+
+
+def batch_count(sources: list[list[int]], targets: list[list[int]], batch_tokens: int) -> int:
+    """How many batches one pass of `training_batches` yields: the same in every epoch
+    and every process (the shuffle changes which examples share a batch, not how many
+    examples each length bucket holds).
+
+    >>> sources = [[4] * (1 + n % 30) for n in range(200)]
+    >>> targets = [[5] * (1 + n % 13) for n in range(200)]
+    >>> batches = training_batches(sources, targets, 128, shuffle_buffer=50, seed=1)
+    >>> batch_count(sources, targets, 128), sum(1 for _ in batches)
+    (30, 30)
+    """
+    boundaries, sizes = _buckets(batch_tokens)
+    counts = np.zeros(len(sizes), dtype=np.int64)
+    for source, target in zip(sources, targets, strict=True):
+        counts[bisect.bisect_right(boundaries, max(len(source), len(target) + 1))] += 1
+    return int(sum(-(-count // size) for count, size in zip(counts, sizes, strict=True)))
+
+
 def training_batches(
     sources: list[list[int]],
     targets: list[list[int]],
@@ -166,9 +194,7 @@ def training_batches(
     if shuffle_buffer:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.map(example, num_parallel_calls=tf.data.AUTOTUNE)
-    boundaries = [b + 1 for b in BUCKET_BOUNDARIES]  # buckets are [lower, upper)
-    sizes = [max(1, batch_tokens // b) for b in BUCKET_BOUNDARIES]
-    sizes.append(max(1, batch_tokens // (2 * BUCKET_BOUNDARIES[-1])))
+    boundaries, sizes = _buckets(batch_tokens)
     dataset = dataset.bucket_by_sequence_length(
         lambda source, target: tf.maximum(tf.shape(source)[0], tf.shape(target)[0] + 1),
         bucket_boundaries=boundaries,

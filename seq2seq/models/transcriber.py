@@ -284,15 +284,12 @@ class Transcriber(keras.Model):
         self.ctc_tracker.update_state(ctc)
         return (1.0 - weight) * ce + weight * ctc
 
-    def decode_step(self, ids, state):
-        """One search step, for `seq2seq.utils.decoding` (see `Translator.decode_step`)."""
-        decoder_state, memory, keys, memory_mask = state
+    def decode_step(self, ids, decoder_state, memory):
+        """One search step, for `seq2seq.utils.decoding.decode` (see `Translator.decode_step`)."""
         embedded = ops.take(self.embedding.embeddings, ids, axis=0)
-        hidden, decoder_state, attention = self.decoder.step(
-            embedded, decoder_state, memory, keys, memory_mask
-        )
+        hidden, decoder_state, attention = self.decoder.step(embedded, decoder_state, *memory)
         log_probs = ops.log_softmax(self.output_projection(hidden), axis=-1)
-        return log_probs, (decoder_state, memory, keys, memory_mask), attention
+        return log_probs, decoder_state, attention
 
     def search(
         self,
@@ -329,22 +326,10 @@ class Transcriber(keras.Model):
         batch_size = ops.shape(audio)[0]
         max_length = ops.cast(max_length_ratio * ops.cast(lengths, "float32"), "int32")
         max_length = ops.where(lengths > 0, max_length + max_length_offset, 0)
-        # The step closes over the encoder outputs rather than carrying them in the search
-        # state: beam search would otherwise gather (copy) them at every step, though all
-        # beams of an utterance share them.
-        closed = decoding.tile_for_beam((memory, keys, memory_mask), beam_size)
-
-        def step(ids, decoder_state):
-            log_probs, (decoder_state, *_), attention = self.decode_step(
-                ids, (decoder_state, *closed)
-            )
-            return log_probs, decoder_state, attention
-
-        if beam_size == 1:
-            return decoding.greedy_search(step, state, batch_size, BOS_ID, EOS_ID, max_length)
-        rescore = ctc_weight > 0.0
-        result = decoding.beam_search(
-            step,
+        rescore = beam_size > 1 and ctc_weight > 0.0
+        result = decoding.decode(
+            self.decode_step,
+            (memory, keys, memory_mask),
             state,
             batch_size,
             BOS_ID,

@@ -122,24 +122,21 @@ class Translator(keras.Model):
             return self.output_projection(hidden)
         return ops.matmul(hidden, ops.transpose(self.embedding.embeddings)) + self.output_bias
 
-    def decode_step(self, ids, state):
-        """One search step, for `seq2seq.utils.decoding`.
+    def decode_step(self, ids, decoder_state, memory):
+        """One search step, for `seq2seq.utils.decoding.decode`.
 
         Args:
             ids: `[n]` previous tokens.
-            state: `(decoder_state, memory, keys, memory_mask)`, rows aligned
-                with `ids`.
+            decoder_state: `[n, units]` decoder state, rows aligned with `ids`.
+            memory: `(memory, keys, memory_mask)` of `encode`, rows aligned with `ids`.
 
         Returns:
-            `(log_probs [n, vocab], new_state, attention [n, source])`.
+            `(log_probs [n, vocab], new_decoder_state, attention [n, source])`.
         """
-        decoder_state, memory, keys, memory_mask = state
         embedded = self.embedding_scale * ops.take(self.embedding.embeddings, ids, axis=0)
-        hidden, decoder_state, attention = self.decoder.step(
-            embedded, decoder_state, memory, keys, memory_mask
-        )
+        hidden, decoder_state, attention = self.decoder.step(embedded, decoder_state, *memory)
         log_probs = ops.log_softmax(self.logits(hidden), axis=-1)
-        return log_probs, (decoder_state, memory, keys, memory_mask), attention
+        return log_probs, decoder_state, attention
 
     def search(
         self,
@@ -163,18 +160,13 @@ class Translator(keras.Model):
             n_best: hypotheses returned per sentence (beam only). Default: 1.
         """
         memory, keys, memory_mask, state = self.encode(source)
-        batch_size = ops.shape(source)[0]
         source_lengths = ops.sum(ops.cast(memory_mask, "float32"), axis=1)
         max_length = ops.cast(max_length_ratio * source_lengths, "int32") + max_length_offset
-        initial = (state, memory, keys, memory_mask)
-        if beam_size == 1:
-            return decoding.greedy_search(
-                self.decode_step, initial, batch_size, BOS_ID, EOS_ID, max_length
-            )
-        return decoding.beam_search(
+        return decoding.decode(
             self.decode_step,
-            initial,
-            batch_size,
+            (memory, keys, memory_mask),
+            state,
+            ops.shape(source)[0],
             BOS_ID,
             EOS_ID,
             max_length,

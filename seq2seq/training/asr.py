@@ -5,11 +5,15 @@ The run directory is laid out as the translator's (see `seq2seq.training.trainer
 `history.csv` (loss, ce_loss, ctc_loss, dev_wer, dev_cer), `training_curves.png` and
 TensorBoard `logs/`. Before the first epoch of a fresh run, the feature normalization's
 global statistics are fitted on training utterances (through the model's own in-graph
-front-end, so no librosa start-up).
+front-end, so no librosa start-up). Under `TF_CONFIG`, as the translator (see
+`seq2seq.training.distributed`): each worker trains on its own share of the
+utterances, the same number of steps per epoch on every worker.
 """
 
 from __future__ import annotations
 
+import bisect
+import math
 import time
 from pathlib import Path
 
@@ -17,8 +21,10 @@ import keras
 import numpy as np
 import yaml
 
-from seq2seq.config import Config
+from seq2seq.config import Config, SpeechDataConfig
 from seq2seq.data.speech_pipeline import (
+    Utterance,
+    bucket_batch_sizes,
     encode_utterances,
     length_batches,
     load_utterances,
@@ -27,6 +33,7 @@ from seq2seq.data.speech_pipeline import (
     training_batches,
 )
 from seq2seq.models.transcriber import Transcriber
+from seq2seq.training import distributed
 from seq2seq.training.callbacks import DevWer, TrainingCurves, run_callbacks
 
 
@@ -65,21 +72,36 @@ def fit_normalization(model: Transcriber, signals: list[np.ndarray], seconds: fl
     model.normalization.adapt(batches)
 
 
+def batch_count(utterances: list[Utterance], data: SpeechDataConfig) -> int:
+    """About how many batches one pass of `training_batches` over `utterances` yields,
+    from their durations in the TSV (speed perturbation moves a few to another bucket;
+    utterances of unknown duration count as short)."""
+    augment = data.augment
+    slowest = min(augment.speeds) if augment is not None and augment.enabled else 1.0
+    sizes = bucket_batch_sizes(data.bucket_seconds, data.batch_seconds, data.max_seconds / slowest)
+    counts = [0] * len(sizes)
+    for utterance in utterances:
+        counts[bisect.bisect_left(data.bucket_seconds, utterance.seconds)] += 1
+    return sum(math.ceil(count / size) for count, size in zip(counts, sizes, strict=True))
+
+
 def train_asr(config: Config, epochs: int | None = None) -> Path:
     """Trains (or resumes training) the speech model of `config`; returns its output dir."""
-    from seq2seq.training.trainer import distribution_strategy
-
     data = config.data
     data_dir = Path(data.dir)
     train_tsv = data_dir / data.train
     if not train_tsv.exists():
         raise ValueError(f"{train_tsv}: no prepared speech corpus; run `seq2seq prepare asr` first")
+    strategy = distributed.distribution_strategy()  # first: no TensorFlow op may run before it
+    worker = distributed.this_worker(strategy)
     output_dir = Path(config.training.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    run_dir = worker.run_dir(output_dir)  # the chief's: output_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if worker.is_chief:
+        (output_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     keras.utils.set_random_seed(config.training.seed)
 
-    with distribution_strategy().scope():
+    with strategy.scope():
         model = build_asr_model(config)
     rate = model.front_end.sample_rate
     frames_per_second = rate / model.front_end.hop_length / model.subsampling_factor
@@ -91,6 +113,20 @@ def train_asr(config: Config, epochs: int | None = None) -> Path:
     hours = sum(u.seconds for u in utterances) / 3600
     voices = len({u.voice for u in utterances})
     print(f"train: {len(utterances)} utterances, {hours:.2f} h, {voices} voice(s)", flush=True)
+    normalization_sample = utterances
+    if distributed.is_distributed(strategy):  # each worker loads only its own share
+        steps = batch_count(utterances, data) // worker.count
+        if steps < 1 or len(utterances) < worker.count:
+            raise ValueError(f"{train_tsv}: too few utterances for {worker.count} workers")
+        utterances, ids = (
+            utterances[worker.index :: worker.count],
+            ids[worker.index :: worker.count],
+        )
+        print(
+            f"worker {worker.index} of {worker.count}: {len(utterances)} utterances,"
+            f" {steps} batches per epoch",
+            flush=True,
+        )
     batches = training_batches(
         utterances,
         ids,
@@ -102,6 +138,8 @@ def train_asr(config: Config, epochs: int | None = None) -> Path:
         shuffle_buffer=data.shuffle_buffer,
         seed=config.training.seed,
     )
+    if distributed.is_distributed(strategy):
+        batches = distributed.fixed_steps(batches, steps)
 
     dev_signals, dev_references = load_utterances(
         read_speech_tsv(data_dir / data.dev)[: data.dev_utterances], rate
@@ -110,12 +148,15 @@ def train_asr(config: Config, epochs: int | None = None) -> Path:
         raise ValueError(f"{data_dir / data.dev}: no usable dev utterances")
     print(f"dev: {len(dev_signals)} utterances for WER", flush=True)
 
-    resuming = any((output_dir / "backup").glob("**/*"))
+    resuming = any((run_dir / "backup").glob("**/*"))
     if not resuming:  # a resumed run gets its statistics back with its weights
         start = time.perf_counter()
         rng = np.random.default_rng(config.training.seed)
-        count = min(data.normalization_utterances, len(utterances))
-        chosen = [utterances[i] for i in rng.choice(len(utterances), count, replace=False)]
+        count = min(data.normalization_utterances, len(normalization_sample))
+        chosen = [
+            normalization_sample[i]
+            for i in rng.choice(len(normalization_sample), count, replace=False)
+        ]
         signals, _ = load_utterances(chosen, rate)
         fit_normalization(model, signals)
         print(
@@ -124,20 +165,32 @@ def train_asr(config: Config, epochs: int | None = None) -> Path:
             flush=True,
         )
 
+    dev_wer = DevWer(dev_signals, dev_references, output_dir / "best.weights.h5", rate)
+    curves = TrainingCurves(
+        output_dir / "history.csv",
+        output_dir / "training_curves.png",
+        metric="dev_wer",
+        title="dev WER % (greedy)",
+        loss_label=f"{config.model.ctc_weight} CTC + {1 - config.model.ctc_weight:g} CE",
+    )
+    if distributed.is_distributed(strategy):  # the chief transcribes and plots, for all
+        dev_wer = distributed.OnChief(dev_wer, strategy, keys=["dev_wer", "dev_cer"])
+        curves = distributed.OnChief(curves, strategy)
     callbacks = run_callbacks(
-        output_dir,
-        DevWer(dev_signals, dev_references, output_dir / "best.weights.h5", rate),
-        TrainingCurves(
-            output_dir / "history.csv",
-            output_dir / "training_curves.png",
-            metric="dev_wer",
-            title="dev WER % (greedy)",
-            loss_label=f"{config.model.ctc_weight} CTC + {1 - config.model.ctc_weight:g} CE",
-        ),
+        run_dir,
+        dev_wer,
+        curves,
         monitor="dev_wer",
         mode="min",
         patience=config.training.early_stopping_patience,
         backup_every_steps=config.training.backup_every_steps,
     )
-    model.fit(batches, epochs=epochs or config.training.epochs, callbacks=callbacks, verbose=1)
+    distributed.fit(
+        model,
+        strategy,
+        batches,
+        epochs=epochs or config.training.epochs,
+        callbacks=callbacks,
+        verbose=1,
+    )
     return output_dir

@@ -217,8 +217,6 @@ class DevWer(keras.callbacks.Callback):
             self.best = min(scores, default=self.best)
 
     def on_epoch_end(self, epoch, logs=None):
-        import jiwer
-
         from seq2seq.data import characters
 
         start = time.perf_counter()
@@ -228,8 +226,7 @@ class DevWer(keras.callbacks.Callback):
             self.model, self.signals, sample_rate=self.sample_rate, search_fn=self.search_fn
         )
         hypotheses = [characters.decode(ids) for ids in decoded]
-        wer = 100.0 * jiwer.wer(self.references, hypotheses)
-        cer = 100.0 * jiwer.cer(self.references, hypotheses)
+        wer, cer = characters.error_rates(self.references, hypotheses)
         logs = logs if logs is not None else {}
         logs["dev_wer"], logs["dev_cer"] = wer, cer
         improved = (wer, cer) < self.best

@@ -7,39 +7,34 @@ The output directory holds everything needed to export or resume: a copy of
 the config and of the SentencePiece model, `best.weights.h5` (best dev BLEU),
 `backup/` (BackupAndRestore: kill the run and start the same command again to
 resume), `history.csv`, `training_curves.png` and TensorBoard `logs/`.
-Under `TF_CONFIG` the same command trains with MultiWorkerMirroredStrategy.
+Under `TF_CONFIG` the same command trains with MultiWorkerMirroredStrategy, one
+process per worker (`seq2seq.training.distributed`): the chief writes the run
+directory, worker N only `workers/worker-N/` in it.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 from pathlib import Path
 
 import keras
-import tensorflow as tf
 import yaml
 
 from seq2seq.config import Config
 from seq2seq.data.pipeline import (
     Direction,
     SubwordTokenizer,
+    batch_count,
     corpus_pair,
     encode_pairs,
     read_tsv,
     training_batches,
 )
 from seq2seq.models import Translator
+from seq2seq.training import distributed
 from seq2seq.training.callbacks import DevBleu, TrainingCurves, run_callbacks
+from seq2seq.training.distributed import distribution_strategy
 from seq2seq.training.losses import SmoothedCrossEntropy
-
-
-def distribution_strategy() -> tf.distribute.Strategy:
-    """Multi-worker data parallelism when `TF_CONFIG` names a cluster."""
-    if json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster"):
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.get_strategy()
 
 
 def build_model(config: Config, vocab_size: int) -> Translator:
@@ -69,11 +64,15 @@ def train(config: Config, epochs: int | None = None) -> Path:
     data_dir = Path(config.data.dir)
     if not (data_dir / "train.tsv").exists():
         raise ValueError(f"{data_dir}: no prepared corpus; run `seq2seq prepare translate` first")
+    strategy = distribution_strategy()  # first: no TensorFlow op may run before it
+    worker = distributed.this_worker(strategy)
     output_dir = Path(config.training.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    shutil.copyfile(data_dir / "spm.model", output_dir / "spm.model")
-    keras.utils.set_random_seed(config.training.seed)
+    run_dir = worker.run_dir(output_dir)  # the chief's: output_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if worker.is_chief:
+        (output_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        shutil.copyfile(data_dir / "spm.model", output_dir / "spm.model")
+    keras.utils.set_random_seed(config.training.seed)  # the same batches on every worker
 
     tokenizer = SubwordTokenizer(data_dir / "spm.model")
     pair = corpus_pair(data_dir)
@@ -92,6 +91,14 @@ def train(config: Config, epochs: int | None = None) -> Path:
         shuffle_buffer=config.data.shuffle_buffer,
         seed=config.training.seed,
     )
+    if distributed.is_distributed(strategy):
+        count = batch_count(sources, targets, config.data.batch_tokens)
+        batches = distributed.shard_batches(batches, count, worker)
+        print(
+            f"worker {worker.index} of {worker.count}: {count // worker.count} of {count}"
+            " batches per epoch",
+            flush=True,
+        )
 
     # Dev BLEU in the first direction decides the best checkpoint.
     direction = Direction.parse(config.data.directions[0], pair)
@@ -103,17 +110,28 @@ def train(config: Config, epochs: int | None = None) -> Path:
         direction.target_language,
         output_dir / "best.weights.h5",
     )
+    curves = TrainingCurves(output_dir / "history.csv", output_dir / "training_curves.png")
 
-    with distribution_strategy().scope():
+    with strategy.scope():
         model = build_model(config, tokenizer.vocab_size)
+    if distributed.is_distributed(strategy):  # the chief decodes and plots, for all
+        dev_bleu = distributed.OnChief(dev_bleu, strategy, keys=["dev_bleu"])
+        curves = distributed.OnChief(curves, strategy)
     callbacks = run_callbacks(
-        output_dir,
+        run_dir,
         dev_bleu,
-        TrainingCurves(output_dir / "history.csv", output_dir / "training_curves.png"),
+        curves,
         monitor="dev_bleu",
         mode="max",
         patience=config.training.early_stopping_patience,
         backup_every_steps=config.training.backup_every_steps,
     )
-    model.fit(batches, epochs=epochs or config.training.epochs, callbacks=callbacks, verbose=1)
+    distributed.fit(
+        model,
+        strategy,
+        batches,
+        epochs=epochs or config.training.epochs,
+        callbacks=callbacks,
+        verbose=1,
+    )
     return output_dir

@@ -164,6 +164,56 @@ def beam_search(
     )
 
 
+def decode(
+    step_fn: Callable[[tf.Tensor, Any, Any], tuple[tf.Tensor, Any, tf.Tensor | None]],
+    memory: Any,
+    initial_state: Any,
+    batch_size: int | tf.Tensor,
+    bos_id: int,
+    eos_id: int,
+    max_length: int | tf.Tensor,
+    beam_size: int = 1,
+    length_penalty: float = 0.6,
+    n_best: int = 1,
+) -> DecodingResult:
+    """Greedy search (`beam_size=1`) or beam search of an encoder-decoder.
+
+    `memory` (the encoder outputs, keys, masks) is read by every step and never changes,
+    and the beams of an example share it: it is tiled once here and closed over, rather
+    than carried in the search state, where beam search would gather (copy) all of it at
+    every step to follow the beams' parents.
+
+    Args:
+        step_fn: `step_fn(ids, state, memory) -> (log_probs, new_state, attention)`, the
+            `StepFn` contract with the tiled `memory` as a third argument.
+        memory: nested structure of tensors with leading dimension `batch_size`.
+        initial_state, batch_size, bos_id, eos_id, max_length: as `beam_search` takes.
+        beam_size: 1 for greedy search. Default: 1.
+        length_penalty, n_best: beam search only, as `beam_search` takes. Defaults: 0.6, 1.
+
+    Returns:
+        The `DecodingResult` of `greedy_search` or `beam_search`.
+    """
+    tiled = tile_for_beam(memory, beam_size)
+
+    def step(ids: tf.Tensor, state: Any) -> tuple[tf.Tensor, Any, tf.Tensor | None]:
+        return step_fn(ids, state, tiled)
+
+    if beam_size == 1:
+        return greedy_search(step, initial_state, batch_size, bos_id, eos_id, max_length)
+    return beam_search(
+        step,
+        initial_state,
+        batch_size,
+        bos_id,
+        eos_id,
+        max_length,
+        beam_size=beam_size,
+        length_penalty=length_penalty,
+        n_best=n_best,
+    )
+
+
 def _search(
     step_fn: StepFn,
     initial_state: Any,

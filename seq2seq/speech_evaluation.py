@@ -1,0 +1,143 @@
+"""`seq2seq evaluate` for speech recognizers: jiwer WER and CER in percent on the test
+splits of a prepared speech corpus (`test-synthetic`: held-out voices, `test-real`:
+Asterisk recordings), greedy and beam, with the real-time factor.
+
+Transcripts are compared as training's dev WER compares them
+(`seq2seq.data.characters.error_rates`: both sides normalized). The real-time factor is
+the seconds `SavedModelTranscriber.transcribe` takes over the seconds of audio it
+transcribes; loading the model and one warm-up call per search are excluded (reported as
+loading). An audio file that cannot be read gets a one-line warning and is skipped. The
+command, the table and the JSON report are `seq2seq.evaluation`'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from seq2seq.evaluation import PROG, Column, decode_in_blocks, searches
+
+SPEECH_TEST_SPLITS = ("test-synthetic.tsv", "test-real.tsv")
+SPEECH_COLUMNS: tuple[Column, ...] = (
+    ("split", "split", "<14"),
+    ("search", "search", "<8"),
+    ("n", "utterances", ">5"),
+    ("WER %", "wer", ">6.2f"),
+    ("CER %", "cer", ">6.2f"),
+    ("audio s", "audio_seconds", ">8.1f"),
+    ("RTF", "rtf", ">6.3f"),
+)
+
+
+def load_split(path: Path, sample_rate: int, limit: int | None) -> tuple[list, list[str], int]:
+    """The audio and normalized transcripts of a speech TSV's first `limit` utterances
+    (`seq2seq.data.speech_pipeline.load_utterances`), with a one-line warning on stderr
+    for each file that cannot be read (skipped) or was repaired.
+
+    Returns:
+        `(signals, references, skipped)`: `skipped` counts unreadable files (utterances
+        whose transcript normalizes to nothing are left out too, but not counted).
+    """
+    import warnings
+
+    from seq2seq.data.characters import normalize_transcript
+    from seq2seq.data.speech_pipeline import load_utterances, read_speech_tsv
+
+    utterances = read_speech_tsv(path)[:limit]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        signals, references = load_utterances(utterances, sample_rate)
+    for warning in caught:
+        if issubclass(warning.category, UserWarning):  # ours: one line each
+            print(f"{PROG}: warning: {path.name}: {warning.message}", file=sys.stderr)
+        else:  # a library's: as Python shows it
+            warnings.showwarning(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+    scorable = sum(1 for utterance in utterances if normalize_transcript(utterance.transcript))
+    return signals, references, scorable - len(signals)
+
+
+def transcription_results(
+    transcriber: Any,
+    data_dir: Path,
+    search_sizes: list[tuple[str, int | None]],
+    limit: int | None,
+) -> tuple[list[dict[str, Any]], int]:
+    """Results per test split and search, and how many files were skipped."""
+    from seq2seq.data.characters import error_rates
+    from seq2seq.transcription import MAX_BATCH_ROWS
+
+    results, skipped_files = [], 0
+    for split in SPEECH_TEST_SPLITS:
+        path = data_dir / split
+        if not path.exists():
+            continue
+        signals, references, skipped = load_split(path, transcriber.sample_rate, limit)
+        skipped_files += skipped
+        name = split.removesuffix(".tsv")
+        if not signals:
+            print(f"{PROG}: warning: {path}: no utterance to score", file=sys.stderr)
+            continue
+        audio_seconds = sum(len(signal) for signal in signals) / transcriber.sample_rate
+        for search, size in search_sizes:
+            start = time.perf_counter()
+            hypotheses = decode_in_blocks(
+                functools.partial(_transcribe_texts, transcriber, beam_size=size),
+                signals,
+                [len(signal) for signal in signals],
+                4 * MAX_BATCH_ROWS,
+                f"{name} {search}",
+                " utt",
+            )
+            seconds = time.perf_counter() - start
+            wer, cer = error_rates(references, hypotheses)
+            results.append(
+                {
+                    "split": name,
+                    "search": search,
+                    "utterances": len(signals),
+                    "skipped": skipped,
+                    "wer": round(wer, 2),
+                    "cer": round(cer, 2),
+                    "audio_seconds": round(audio_seconds, 1),
+                    "seconds": round(seconds, 3),
+                    "rtf": round(seconds / audio_seconds, 4),
+                    "example": {"reference": references[0], "output": hypotheses[0]},
+                }
+            )
+    return results, skipped_files
+
+
+def _transcribe_texts(transcriber: Any, signals: list, beam_size: int | None) -> list[str]:
+    return [transcript.text for transcript in transcriber.transcribe(signals, beam_size)]
+
+
+def evaluate_speech(
+    model_dir: Path, data_dir: Path, args: argparse.Namespace
+) -> tuple[str, dict[str, Any], Sequence[Column], int]:
+    """Loads and scores a speech recognizer: `(name for the title, report, columns,
+    status)`."""
+    from seq2seq.transcription import SavedModelTranscriber
+
+    search_sizes = searches(model_dir, args.beam_size)
+    start = time.perf_counter()
+    transcriber = SavedModelTranscriber.load(model_dir)
+    for _, size in search_sizes:
+        transcriber.signature_name(size)  # fail before any work
+    for _, size in search_sizes:
+        transcriber.warm_up(size)  # part of loading: a signature's first call optimizes it
+    load_seconds = time.perf_counter() - start
+    results, skipped = transcription_results(transcriber, data_dir, search_sizes, args.limit)
+    report = {
+        "sample_rate": transcriber.sample_rate,
+        "load_seconds": round(load_seconds, 1),
+        "skipped_files": skipped,
+        "results": results,
+    }
+    return "speech", report, SPEECH_COLUMNS, 1 if skipped else 0
