@@ -118,6 +118,16 @@ def searches(model_dir: Path, beam_size: int | None) -> list[tuple[str, int | No
     return rows
 
 
+def warm_up(model: Any, search_sizes: list[tuple[str, int | None]]) -> None:
+    """Checks that `model` (a `Translator` or `Transcriber`) has every search's signature
+    before any work, then runs each once: part of loading, since a signature's first call
+    optimizes its graph."""
+    for _, size in search_sizes:
+        model.signature_name(size)
+    for _, size in search_sizes:
+        model.warm_up(size)
+
+
 def decode_in_blocks(
     decode: Callable[[list[T]], list[R]],
     inputs: Sequence[T],
@@ -276,10 +286,7 @@ def evaluate_translator(
     if direction is None:
         raise ValueError(f"{model_dir}: unknown direction; pass --direction")
     search_sizes = searches(model_dir, args.beam_size)
-    for _, size in search_sizes:
-        translator.signature_name(size)  # fail before decoding anything
-    for _, size in search_sizes:  # part of loading: a signature's first call optimizes it
-        translator.translate(["Warm-up."], beam_size=size)
+    warm_up(translator, search_sizes)
     load_seconds = time.perf_counter() - start
     results = translation_results(translator, data_dir, direction, search_sizes, args.limit)
     report = {"direction": direction, "load_seconds": round(load_seconds, 1), "results": results}

@@ -79,6 +79,11 @@ class Translator(SearchSignatures, abc.ABC):
     def _run(self, signature_name: str, texts: list[str]) -> list[bytes]:
         """Translates one batch of texts with a signature."""
 
+    def warm_up(self, beam_size: int | None = None) -> None:
+        """Runs the signature of `beam_size` once on a short sentence, so that the first
+        real call does not pay the graph's one-time optimization."""
+        self._run(self.signature_name(beam_size), ["Warm-up."])
+
     def is_truncated(self, text: str) -> bool:
         """Whether the model cuts some piece of `text` (see `pieces`) to its token limit.
 

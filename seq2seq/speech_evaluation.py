@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from seq2seq.evaluation import PROG, Column, decode_in_blocks, searches
+from seq2seq.evaluation import PROG, Column, decode_in_blocks, searches, warm_up
 
 SPEECH_TEST_SPLITS = ("test-synthetic.tsv", "test-real.tsv")
 SPEECH_COLUMNS: tuple[Column, ...] = (
@@ -128,10 +128,7 @@ def evaluate_speech(
     search_sizes = searches(model_dir, args.beam_size)
     start = time.perf_counter()
     transcriber = SavedModelTranscriber.load(model_dir)
-    for _, size in search_sizes:
-        transcriber.signature_name(size)  # fail before any work
-    for _, size in search_sizes:
-        transcriber.warm_up(size)  # part of loading: a signature's first call optimizes it
+    warm_up(transcriber, search_sizes)
     load_seconds = time.perf_counter() - start
     results, skipped = transcription_results(transcriber, data_dir, search_sizes, args.limit)
     report = {
