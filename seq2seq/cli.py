@@ -45,6 +45,15 @@ def _add_train_parser(subparsers) -> None:
     )
     sub.add_argument("config", help="YAML config, e.g. configs/translate-en-fr.yaml")
     sub.add_argument("--epochs", type=int, help="override training.epochs")
+    sub.add_argument(
+        "--init-from",
+        metavar="WEIGHTS",
+        help=(
+            "start a fresh run from these weights instead of random ones: a run's "
+            "best.weights.h5 or an exported SavedModel (e.g. saved_models/asr-en) of a "
+            "model with the same model section; overrides training.init_from"
+        ),
+    )
     sub.set_defaults(handler=_train)
 
 
@@ -53,6 +62,8 @@ def _train(args: argparse.Namespace) -> int:
 
     try:
         config = load_config(args.config)
+        if args.init_from:
+            config.training.init_from = args.init_from
         from seq2seq.training.trainer import train  # TensorFlow only once the config is good
 
         output_dir = train(config, epochs=args.epochs)

@@ -59,6 +59,9 @@ class TrainingConfig:
     early_stopping_patience: int = 6  # epochs without a better dev BLEU
     backup_every_steps: int = 100
     seed: int = 1234
+    # Weights (a `best.weights.h5` of a run with the same model section) that a fresh
+    # run starts from instead of random ones; a resumed run ignores it.
+    init_from: str = ""
 
 
 @dataclass
@@ -144,7 +147,7 @@ class SpeechModelConfig:
 
 @dataclass
 class SpeechDecodingConfig(DecodingConfig):
-    beam_size: int = 4
+    beam_size: int = 4  # 1: greedy; 0: CTC greedy (the CTC head alone, no decoder)
     length_penalty: float = 0.6
     # Maximum characters = ratio * encoder frames (40 ms each) + offset.
     max_length_ratio: float = 1.0

@@ -103,17 +103,20 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def searches(model_dir: Path, beam_size: int | None) -> list[tuple[str, int | None]]:
-    """The searches to score, `(label, beam size)`: greedy, then beam `beam_size`, or the
-    export's `serving_default` (beam size None, labelled with the size its `export.json`
-    gives) when `beam_size` is None. A beam of 1 is greedy, scored once."""
+    """The searches to score, `(label, beam size)`: CTC greedy when the export has it
+    (speech), greedy, then beam `beam_size`, or the export's `serving_default` (beam size
+    None, labelled with the size its `export.json` gives) when `beam_size` is None. A
+    beam of 1 is greedy and one of 0 CTC greedy, each scored once."""
     info_path = model_dir / "assets" / EXPORT_INFO
     info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
     rows: list[tuple[str, int | None]] = [("greedy", 1)]
+    if 0 in info.get("beam_sizes", []):
+        rows.insert(0, ("ctc greedy", 0))
     if beam_size is None:
         default = info.get("beam_size")
-        if default != 1:
+        if default not in (0, 1):
             rows.append((f"beam {default}" if default else "default", None))
-    elif beam_size != 1:
+    elif beam_size not in (0, 1):
         rows.append((f"beam {beam_size}", beam_size))
     return rows
 

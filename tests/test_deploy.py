@@ -147,7 +147,7 @@ def test_stable_label_names_a_served_version(model):
 
 
 def test_every_shipped_model_is_configured():
-    """A model that ships in saved_models/ (asr-en, with issue #5) is served too."""
+    """A model that ships in saved_models/ is served too."""
     shipped = {base.name for base in SAVED_MODELS.iterdir() if base.is_dir()}
     shipped = {name for name in shipped if shipped_versions(SAVED_MODELS / name)}
     configured = {model.name for model in configured_models()}
@@ -155,18 +155,6 @@ def test_every_shipped_model_is_configured():
         f"shipped but not in deploy/models.config: {sorted(shipped - configured)} "
         "(uncomment its block there and add its COPY line to deploy/Dockerfile)"
     )
-
-
-def test_commented_out_asr_block_parses_once_uncommented():
-    lines = (DEPLOY / "models.config").read_text(encoding="utf-8").splitlines()
-    start = lines.index("  # config {")
-    end = lines.index("  # }", start)
-    block = "\n".join(line.replace("  # ", "", 1) for line in lines[start + 1 : end])
-    model = model_server_config_pb2.ModelConfig()
-    text_format.Parse(block, model)
-    assert model.name == "asr-en"
-    assert model.base_path == "/models/asr-en"
-    assert dict(model.version_labels) == {"stable": 1}
 
 
 def test_labels_at_start_up_need_the_unavailable_models_flag():

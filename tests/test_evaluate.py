@@ -92,11 +92,12 @@ def test_evaluate_speech_wer_cer_rtf_per_split_and_search(
     assert data["kind"] == "speech" and data["load_seconds"] >= 0
     assert data["skipped_files"] == 2 and data["sample_rate"] == 16000
     rows = {(r["split"], r["search"]): r for r in data["results"]}
-    # Without --beam-size: greedy, and serving_default (the tiny config's beam 4).
+    # Without --beam-size: CTC greedy, greedy, and serving_default (the tiny config's
+    # beam 4).
     assert set(rows) == {
         (split, search)
         for split in ("test-synthetic", "test-real")
-        for search in ("greedy", "beam 4")
+        for search in ("ctc greedy", "greedy", "beam 4")
     }
     tsv = read_speech_tsv(speech_corpus / "test-synthetic.tsv")[:5]
     for (split, _), row in rows.items():
@@ -125,7 +126,7 @@ def test_evaluate_speech_wer_cer_rtf_per_split_and_search(
     expected = [
         [split, *search.split(), str(n)]
         for split, n in (("test-synthetic", 5), ("test-real", 3))
-        for search in ("greedy", "beam 4")
+        for search in ("ctc greedy", "greedy", "beam 4")
     ]
     assert [line.split()[: len(e)] for line, e in zip(lines, expected, strict=True)] == expected
 
@@ -138,8 +139,12 @@ def test_searches_follow_the_beam_size_or_the_export(tmp_path):
         (5, 3, [("greedy", 1), ("beam 3", 3)]),
         (5, 1, [("greedy", 1)]),
         (1, None, [("greedy", 1)]),
+        ((4, [0, 1, 4]), None, [("ctc greedy", 0), ("greedy", 1), ("beam 4", None)]),
+        ((0, [0, 1, 4]), None, [("ctc greedy", 0), ("greedy", 1)]),
+        ((4, [0, 1, 4]), 0, [("ctc greedy", 0), ("greedy", 1)]),
     ):
-        info = json.dumps({"beam_size": exported})
+        exported, sizes = exported if isinstance(exported, tuple) else (exported, [])
+        info = json.dumps({"beam_size": exported, "beam_sizes": sizes})
         (tmp_path / "assets" / "export.json").write_text(info, encoding="utf-8")
         assert searches(tmp_path, beam_size) == expected, (exported, beam_size)
 

@@ -31,7 +31,7 @@ from seq2seq.training.callbacks import transcribe_ids
 from seq2seq.transcription import SavedModelTranscriber
 from serving_helpers import serving
 
-SIGNATURES = {"serving_default", "transcribe_wav", "greedy", "beam_4", "beam_8"}
+SIGNATURES = {"serving_default", "transcribe_wav", "greedy", "ctc_greedy", "beam_4", "beam_8"}
 
 # Run in a fresh process: only TensorFlow, as on a TF Serving host.
 FRESH_PROCESS = textwrap.dedent(
@@ -43,7 +43,7 @@ FRESH_PROCESS = textwrap.dedent(
     audio, lengths = tf.constant(inputs["audio"]), tf.constant(inputs["lengths"])
     model = tf.saved_model.load(path)
     results = {}
-    for name in ("serving_default", "greedy", "beam_8"):
+    for name in ("serving_default", "greedy", "ctc_greedy", "beam_8"):
         out = model.signatures[name](audio=audio, audio_length=lengths)
         results[name] = {"text": [t.decode() for t in out["text"].numpy()],
                          "score": out["score"].numpy().tolist()}
@@ -116,6 +116,9 @@ def test_training_learns_the_tones(tiny_asr_run, tiny_asr_corpus, trained):
     signals, references = load_utterances(read_speech_tsv(tiny_asr_corpus / "train.tsv")[:32])
     hypotheses = [characters.decode(ids) for ids in transcribe_ids(model, signals)]
     assert jiwer.cer(references, hypotheses) < 0.5, list(zip(references, hypotheses, strict=True))
+    # The CTC head alone, best path (what `--beam-size 0` runs).
+    best_paths = [characters.decode(ids) for ids in transcribe_ids(model, signals, beam_size=0)]
+    assert jiwer.cer(references, best_paths) < 0.3, list(zip(references, best_paths, strict=True))
 
 
 def test_export_layout_ops_and_warmup(tiny_asr_export):
@@ -123,7 +126,7 @@ def test_export_layout_ops_and_warmup(tiny_asr_export):
     export_dir = tiny_asr_export / "1"
     info = json.loads((export_dir / "assets" / "export.json").read_text(encoding="utf-8"))
     assert info["task"] == "asr" and info["sample_rate"] == 16000
-    assert info["beam_size"] == 4 and info["beam_sizes"] == [1, 4, 8]
+    assert info["beam_size"] == 4 and info["beam_sizes"] == [0, 1, 4, 8]
     assert info["max_piece_seconds"] == 4.0
     assert (export_dir / "assets" / "config.yaml").is_file()
     check_serving_ops(export_dir)  # passes: no PyFunc, no cuDNN, core ops only
@@ -161,7 +164,8 @@ def test_fresh_process_matches_keras_search(tiny_asr_export, trained, dev, tmp_p
     outputs = json.loads(result.stdout.strip().splitlines()[-1])
 
     decoding = config.decoding
-    for name, beam_size in (("greedy", 1), ("beam_8", 8), ("serving_default", 4)):
+    searches = (("greedy", 1), ("ctc_greedy", 0), ("beam_8", 8), ("serving_default", 4))
+    for name, beam_size in searches:
         expected = model.search(
             audio,
             lengths,

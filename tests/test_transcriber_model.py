@@ -146,6 +146,28 @@ def test_joint_loss_survives_an_utterance_too_short_for_its_transcript():
     assert float(loss) == pytest.approx(0.5 * ce + 0.5 * ctc, rel=1e-5)
 
 
+def test_ctc_greedy_search_is_the_collapsed_best_path():
+    model = tiny_model()
+    signals = [speech_like(1.3, 1), speech_like(0.45, 2), speech_like(0.9, 3)]
+    audio, lengths = pad_audio(signals)
+    result = model.search(audio, lengths, beam_size=0)
+    *_, ctc_logits, frame_lengths = model.encode(audio, lengths)
+    log_probs = tf.nn.log_softmax(ctc_logits).numpy()
+    for row, frames in enumerate(frame_lengths.numpy()):
+        path = log_probs[row, :frames].argmax(axis=-1)
+        expected = [int(t) for i, t in enumerate(path) if t != 0 and (i == 0 or t != path[i - 1])]
+        n = int(result.lengths[row, 0])
+        assert result.ids.numpy()[row, 0, :n].tolist() == expected
+        assert not result.ids.numpy()[row, 0, n:].any()
+        best = log_probs[row, :frames].max(axis=-1).sum()
+        assert float(result.scores[row, 0]) == pytest.approx(best, rel=1e-5)
+        # The same alone as in a batch.
+        alone = model.search(signals[row][None], np.array([len(signals[row])]), beam_size=0)
+        assert alone.ids.numpy()[0, 0, :n].tolist() == expected
+    empty = model.search(np.zeros((1, 400), np.float32), np.zeros(1, np.int32), beam_size=0)
+    assert int(empty.lengths[0, 0]) == 0
+
+
 def test_ctc_log_likelihood_is_tensorflows_ctc():
     rng = np.random.default_rng(1)
     logits = rng.standard_normal((6, 12, characters.VOCAB_SIZE)).astype(np.float32) * 2

@@ -106,6 +106,43 @@ def test_killed_run_resumes_from_its_backup(tiny_corpus, tmp_path):
     assert epochs[-1] == backed_up
 
 
+@pytest.mark.parametrize("source", ["weights file", "exported SavedModel"])
+def test_init_from_starts_a_fresh_run_from_given_weights(
+    source, trained, tiny_corpus, request, tmp_path
+):
+    values = yaml.safe_load(open(CONFIG, encoding="utf-8"))
+    values["data"]["dir"] = str(tiny_corpus)
+    values["training"]["output_dir"] = str(tmp_path / "warm")
+    config = tmp_path / "warm.yaml"
+    config.write_text(yaml.safe_dump(values), encoding="utf-8")
+    if source == "weights file":
+        weights = Path(trained.training.output_dir) / "best.weights.h5"
+    else:  # a model base directory, as shipped in saved_models/
+        weights = request.getfixturevalue("tiny_export")
+    result = run_train(config, "--init-from", str(weights), "--epochs", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"initialized from {weights}" in result.stdout
+    # Its first epoch starts where the trained run ended, far below a random start.
+    cold = float(history(Path(trained.training.output_dir))[0]["loss"])
+    assert float(history(tmp_path / "warm")[0]["loss"]) < cold
+
+
+def test_init_from_a_bad_weights_file_is_a_one_line_error(tiny_config, tmp_path):
+    not_weights = tmp_path / "notes.weights.h5"
+    not_weights.write_text("not HDF5", encoding="utf-8")
+    not_a_model = tmp_path / "empty-base"
+    not_a_model.mkdir()
+    for path in (tmp_path / "missing.weights.h5", not_weights, not_a_model):
+        values = yaml.safe_load(open(tiny_config, encoding="utf-8"))
+        values["training"]["output_dir"] = str(tmp_path / path.stem)
+        config = tmp_path / f"{path.stem}.yaml"
+        config.write_text(yaml.safe_dump(values), encoding="utf-8")
+        result = run_train(config, "--init-from", str(path))
+        assert result.returncode == 2, result.stderr[-3000:]
+        error = result.stderr.strip().splitlines()[-1]
+        assert error.startswith("seq2seq train: ") and str(path) in error
+
+
 def test_best_checkpoint_decodes_greedy_and_beam(trained):
     output = Path(trained.training.output_dir)
     tokenizer = SubwordTokenizer(output / "spm.model")

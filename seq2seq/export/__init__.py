@@ -54,10 +54,14 @@ def resolve_model_dir(path: str | Path) -> Path:
     return max(versions, key=lambda child: int(child.name))
 
 
+_SEARCHES = {0: "ctc_greedy", 1: "greedy"}
+"""Signature names of the searches that are not `beam_N`, by beam size."""
+
+
 class SearchSignatures:
     """The search signatures of an export, by beam size: `serving_default` (the export's
-    default search), `greedy` (beam 1) and `beam_N`. The base of the translator and
-    transcriber front ends, local or behind a server.
+    default search), `greedy` (beam 1), `beam_N` and, for speech, `ctc_greedy` (0). The
+    base of the translator and transcriber front ends, local or behind a server.
 
     Args:
         source: what the model is, for messages (a directory or a URL).
@@ -66,8 +70,8 @@ class SearchSignatures:
     Raises:
         ValueError: naming `source` when there is no `serving_default` signature.
 
-    >>> SearchSignatures("m", ["serving_default", "greedy", "beam_4"]).beam_sizes
-    [1, 4]
+    >>> SearchSignatures("m", ["serving_default", "greedy", "beam_4", "ctc_greedy"]).beam_sizes
+    [0, 1, 4]
     """
 
     def __init__(self, source: str | Path, signature_names: list[str]):
@@ -78,8 +82,8 @@ class SearchSignatures:
 
     @property
     def beam_sizes(self) -> list[int]:
-        """The beam sizes that have a signature (`greedy` is 1, `beam_N` is N)."""
-        sizes = [1] if "greedy" in self.signature_names else []
+        """The beam sizes that have a signature (`ctc_greedy` is 0, `greedy` 1, `beam_N` N)."""
+        sizes = [size for size, name in _SEARCHES.items() if name in self.signature_names]
         sizes += [
             int(name.removeprefix("beam_"))
             for name in self.signature_names
@@ -91,15 +95,15 @@ class SearchSignatures:
         """The signature that searches with `beam_size`.
 
         Args:
-            beam_size: 1 for greedy search, N for beam search, None for the export's
-                default (`serving_default`).
+            beam_size: 1 for greedy search, N for beam search, 0 for CTC greedy search
+                (speech), None for the export's default (`serving_default`).
 
         Raises:
             ValueError: listing the available beam sizes when none has `beam_size`.
         """
         if beam_size is None:
             return "serving_default"
-        name = "greedy" if beam_size == 1 else f"beam_{beam_size}"
+        name = _SEARCHES.get(beam_size, f"beam_{beam_size}")
         if name not in self.signature_names:
             available = ", ".join(map(str, self.beam_sizes)) or "none"
             raise ValueError(
@@ -131,7 +135,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "--beam-size",
         type=int,
         metavar="N",
-        help="1 for greedy search, N for beam search (default: the model's)",
+        help=(
+            "1 for greedy search, N for beam search, 0 for CTC greedy search (speech "
+            "models: the CTC head alone, fastest) (default: the model's)"
+        ),
     )
 
 
@@ -178,7 +185,10 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
         "--beam-size",
         type=int,
         metavar="N",
-        help="beam size of serving_default (default: the run's decoding.beam_size)",
+        help=(
+            "beam size of serving_default; 0: CTC greedy (speech) (default: the run's "
+            "decoding.beam_size)"
+        ),
     )
     parser.set_defaults(handler=run_export)
 

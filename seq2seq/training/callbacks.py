@@ -178,15 +178,16 @@ def transcribe_ids(
 
 
 class DevWer(keras.callbacks.Callback):
-    """Greedy-transcribes dev utterances after each epoch, logs `dev_wer` and `dev_cer`
-    (jiwer, in percent), and keeps the weights of the epoch with the lowest WER (then
-    CER) in `best.weights.h5` (written to a temporary file first).
+    """Transcribes dev utterances after each epoch, logs `dev_wer` and `dev_cer` (jiwer,
+    in percent), and keeps the weights of the epoch with the lowest WER (then CER) in
+    `best.weights.h5` (written to a temporary file first).
 
     Args:
         signals: dev audio, float32 mono at the model's sample rate.
         references: their normalized transcripts (non-empty).
         best_path: where the best weights go.
         sample_rate: of `signals`. Default: 16000.
+        beam_size: the search: 1 greedy (attention decoder), 0 CTC greedy. Default: 1.
     """
 
     def __init__(
@@ -195,8 +196,12 @@ class DevWer(keras.callbacks.Callback):
         references: list[str],
         best_path: Path,
         sample_rate: int = 16000,
+        beam_size: int = 1,
     ):
         super().__init__()
+        if beam_size not in (0, 1):
+            raise ValueError(f"`beam_size` must be 0 (CTC greedy) or 1 (greedy), got {beam_size}.")
+        self.beam_size = beam_size
         self.signals = signals
         self.references = references
         self.best_path = Path(best_path)
@@ -221,7 +226,7 @@ class DevWer(keras.callbacks.Callback):
 
         start = time.perf_counter()
         if self.search_fn is None:  # traced once, in the first epoch
-            self.search_fn = speech_search_function(self.model)
+            self.search_fn = speech_search_function(self.model, beam_size=self.beam_size)
         decoded = transcribe_ids(
             self.model, self.signals, sample_rate=self.sample_rate, search_fn=self.search_fn
         )
@@ -252,6 +257,60 @@ class BackupEveryStepsAndEpoch(keras.callbacks.BackupAndRestore):
         super().on_epoch_end(epoch, logs)
         if self.save_freq != "epoch":
             self._save_model()
+
+
+def has_backup(run_dir: Path) -> bool:
+    """Whether `run_dir` holds a backup that `BackupEveryStepsAndEpoch` resumes from."""
+    return any((Path(run_dir) / "backup").glob("**/*"))
+
+
+def warm_start(model: keras.Model, init_from: str, run_dir: Path) -> bool:
+    """Loads the weights `init_from` names into a fresh run's built `model`: a weights
+    file (a run's `best.weights.h5`), or an exported SavedModel (a version directory or
+    a model base directory, whose highest version is taken), so that a shipped model
+    can be trained further where no checkpoint survives.
+
+    A run with a backup is resuming: the backup restores its own weights, and
+    `init_from` is ignored. Returns whether the weights were loaded.
+
+    Raises:
+        ValueError: naming `init_from` when it is missing or does not fit the model.
+    """
+    if not init_from or has_backup(run_dir):
+        return False
+    path = Path(init_from)
+    if not path.exists():
+        raise ValueError(f"{path}: no such weights file or SavedModel (training.init_from)")
+    try:
+        if path.is_dir():
+            _assign_from_saved_model(model, path)
+        else:
+            model.load_weights(str(path))
+    except (ValueError, OSError, RuntimeError, tf.errors.OpError) as error:
+        raise ValueError(
+            f"{path}: cannot start from these weights; are they of a model with the same "
+            f"model section? ({str(error).splitlines()[0]})"
+        ) from None
+    print(f"initialized from {path}", flush=True)
+    return True
+
+
+def _assign_from_saved_model(model: keras.Model, path: Path) -> None:
+    """Assigns the variables of `seq2seq export`'s SavedModel (kept in the order of
+    `model.variables` as `model_variables`) to `model`."""
+    import tensorflow_text  # noqa: F401  (registers the SentencePiece ops of translators)
+
+    from seq2seq.export import resolve_model_dir
+
+    export_dir = resolve_model_dir(path)
+    values = getattr(tf.saved_model.load(str(export_dir)), "model_variables", None)
+    if values is None:
+        raise ValueError("not a SavedModel of `seq2seq export`")
+    shapes = [tuple(variable.shape) for variable in model.variables]
+    if [tuple(value.shape) for value in values] != shapes:
+        raise ValueError(f"{export_dir}: its variables do not have this model's shapes")
+    for variable, value in zip(model.variables, values, strict=True):
+        variable.assign(value)
 
 
 def run_callbacks(

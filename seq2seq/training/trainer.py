@@ -32,7 +32,7 @@ from seq2seq.data.pipeline import (
 )
 from seq2seq.models import Translator
 from seq2seq.training import distributed
-from seq2seq.training.callbacks import DevBleu, TrainingCurves, run_callbacks
+from seq2seq.training.callbacks import DevBleu, TrainingCurves, run_callbacks, warm_start
 from seq2seq.training.distributed import distribution_strategy
 from seq2seq.training.losses import SmoothedCrossEntropy
 
@@ -114,6 +114,7 @@ def train(config: Config, epochs: int | None = None) -> Path:
 
     with strategy.scope():
         model = build_model(config, tokenizer.vocab_size)
+    warm_start(model, config.training.init_from, run_dir)
     if distributed.is_distributed(strategy):  # the chief decodes and plots, for all
         dev_bleu = distributed.OnChief(dev_bleu, strategy, keys=["dev_bleu"])
         curves = distributed.OnChief(curves, strategy)
