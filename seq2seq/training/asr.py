@@ -38,9 +38,9 @@ from seq2seq.training.callbacks import (
     DevWer,
     TrainingCurves,
     has_backup,
-    run_callbacks,
     warm_start,
 )
+from seq2seq.training.trainer import fit_run
 
 
 def build_asr_model(config: Config) -> Transcriber:
@@ -181,24 +181,16 @@ def train_asr(config: Config, epochs: int | None = None) -> Path:
         title=f"dev WER % ({'CTC greedy' if search == 0 else 'greedy'})",
         loss_label=f"{config.model.ctc_weight} CTC + {1 - config.model.ctc_weight:g} CE",
     )
-    if distributed.is_distributed(strategy):  # the chief transcribes and plots, for all
-        dev_wer = distributed.OnChief(dev_wer, strategy, keys=["dev_wer", "dev_cer"])
-        curves = distributed.OnChief(curves, strategy)
-    callbacks = run_callbacks(
-        run_dir,
-        dev_wer,
-        curves,
-        monitor="dev_wer",
-        mode="min",
-        patience=config.training.early_stopping_patience,
-        backup_every_steps=config.training.backup_every_steps,
-    )
-    distributed.fit(
+    fit_run(
         model,
         strategy,
         batches,
-        epochs=epochs or config.training.epochs,
-        callbacks=callbacks,
-        verbose=1,
+        run_dir,
+        dev_wer,
+        curves,
+        ["dev_wer", "dev_cer"],
+        "min",
+        config,
+        epochs,
     )
     return output_dir

@@ -55,6 +55,43 @@ def build_model(config: Config, vocab_size: int) -> Translator:
     return model
 
 
+def fit_run(
+    model: keras.Model,
+    strategy,
+    batches,
+    run_dir: Path,
+    dev_metric: keras.callbacks.Callback,
+    curves: TrainingCurves,
+    dev_keys: list[str],
+    mode: str,
+    config: Config,
+    epochs: int | None,
+) -> None:
+    """`model.fit` of a `seq2seq train` run, translator or speech, with `run_callbacks`;
+    under several workers the chief scores the dev set (`dev_keys`, the first one
+    monitored, improving in `mode`) and plots for all."""
+    if distributed.is_distributed(strategy):
+        dev_metric = distributed.OnChief(dev_metric, strategy, keys=dev_keys)
+        curves = distributed.OnChief(curves, strategy)
+    callbacks = run_callbacks(
+        run_dir,
+        dev_metric,
+        curves,
+        monitor=dev_keys[0],
+        mode=mode,
+        patience=config.training.early_stopping_patience,
+        backup_every_steps=config.training.backup_every_steps,
+    )
+    distributed.fit(
+        model,
+        strategy,
+        batches,
+        epochs=epochs or config.training.epochs,
+        callbacks=callbacks,
+        verbose=1,
+    )
+
+
 def train(config: Config, epochs: int | None = None) -> Path:
     """Trains (or resumes training) the model of `config`; returns its output dir."""
     if config.task == "asr":  # the speech recognizer: seq2seq.training.asr
@@ -115,24 +152,7 @@ def train(config: Config, epochs: int | None = None) -> Path:
     with strategy.scope():
         model = build_model(config, tokenizer.vocab_size)
     warm_start(model, config.training.init_from, run_dir)
-    if distributed.is_distributed(strategy):  # the chief decodes and plots, for all
-        dev_bleu = distributed.OnChief(dev_bleu, strategy, keys=["dev_bleu"])
-        curves = distributed.OnChief(curves, strategy)
-    callbacks = run_callbacks(
-        run_dir,
-        dev_bleu,
-        curves,
-        monitor="dev_bleu",
-        mode="max",
-        patience=config.training.early_stopping_patience,
-        backup_every_steps=config.training.backup_every_steps,
-    )
-    distributed.fit(
-        model,
-        strategy,
-        batches,
-        epochs=epochs or config.training.epochs,
-        callbacks=callbacks,
-        verbose=1,
+    fit_run(
+        model, strategy, batches, run_dir, dev_bleu, curves, ["dev_bleu"], "max", config, epochs
     )
     return output_dir
