@@ -152,7 +152,7 @@ class SpeechDecodingConfig(DecodingConfig):
     # Maximum characters = ratio * encoder frames (40 ms each) + offset.
     max_length_ratio: float = 1.0
     max_length_offset: int = 10
-    ctc_weight: float = 0.3  # beam search: weight of the CTC score when rescoring the n-best
+    ctc_weight: float = 0.3  # beam search: weight of the CTC prefix score (joint decoding)
     max_piece_seconds: float = 20.0  # clients split longer audio at silences
 
 

@@ -1,21 +1,29 @@
-"""Fixtures shared by the translation tests: a tiny synthetic corpus, and a tiny model
-trained on it and exported once per session."""
+"""Fixtures shared by the tests: tiny synthetic corpora (text and speech), and tiny
+models trained on them and exported, once per session: under pytest-xdist
+(`scripts/test` runs two workers), the first worker to need one builds it and the
+others reuse it."""
 
 from __future__ import annotations
 
 import json
+import os
 import random
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import sentencepiece
 import yaml
+from filelock import FileLock
 
 ONES_EN = "zero one two three four five six seven eight nine".split()
 ONES_FR = "zéro un deux trois quatre cinq six sept huit neuf".split()
 COLORS = {"red": "rouge", "green": "vert", "blue": "bleu", "black": "noir", "white": "blanc"}
+TRANSLATE_CONFIG = "configs/test-translate-tiny.yaml"
+ASR_CONFIG = "configs/test-asr-tiny.yaml"
 THINGS = {"cat": "chat", "dog": "chien", "horse": "cheval", "bird": "oiseau"}
 
 
@@ -37,10 +45,37 @@ def write_tsv(path: Path, pairs: list[tuple[str, str]]) -> None:
     path.write_text("".join(f"{en}\t{fr}\n" for en, fr in pairs), encoding="utf-8")
 
 
+def shared(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """`tmp/NAME`, filled by `build(path)` once per test session, whichever worker
+    process asks first: under pytest-xdist the workers share the parent of their
+    temporary directories, and a file lock makes the others wait for the build.
+
+    Args:
+        tmp_path_factory: pytest's fixture.
+        name: a relative path, unique per shared thing.
+        build: fills the (not yet existing) directory it is given.
+    """
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    path = root / "shared" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    done = path.with_name(f"{path.name}.done")
+    with FileLock(path.with_name(f"{path.name}.lock")):
+        if not done.exists():
+            shutil.rmtree(path, ignore_errors=True)  # what a failed build left
+            build(path)
+            done.touch()
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory) -> Path:
     """A prepared en-fr corpus in the layout `seq2seq prepare translate` writes."""
-    directory = tmp_path_factory.mktemp("data") / "translate-en-fr"
+    return shared(tmp_path_factory, "data/translate-en-fr", write_tiny_corpus)
+
+
+def write_tiny_corpus(directory: Path) -> None:
     directory.mkdir()
     train = synthetic_pairs(600, seed=1)
     write_tsv(directory / "train.tsv", train)
@@ -61,7 +96,6 @@ def tiny_corpus(tmp_path_factory) -> Path:
         minloglevel=2,
     )
     (directory / "manifest.json").write_text(json.dumps({"pair": "en-fr"}), encoding="utf-8")
-    return directory
 
 
 def run_seq2seq(*args: str, timeout: int = 600, **kwargs) -> subprocess.CompletedProcess:
@@ -73,28 +107,41 @@ def run_seq2seq(*args: str, timeout: int = 600, **kwargs) -> subprocess.Complete
     )
 
 
+def train_tiny(config_path: str, data_dir: Path, output_dir: Path, *extra: str) -> None:
+    """`seq2seq train` of a tiny test config on `data_dir`, into `output_dir`."""
+    values = yaml.safe_load(Path(config_path).read_text(encoding="utf-8"))
+    values["data"]["dir"] = str(data_dir)
+    values["training"]["output_dir"] = str(output_dir)
+    config = output_dir.with_name(f"{output_dir.name}.yaml")
+    config.write_text(yaml.safe_dump(values), encoding="utf-8")
+    result = run_seq2seq("train", str(config), *extra)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def export_tiny(run_dir: Path, base: Path, *extra: str) -> None:
+    """`seq2seq export` of a run as version 1 of `base`, in this process (which has
+    TensorFlow loaded already)."""
+    from seq2seq.cli import main
+
+    assert main(["export", "--run", str(run_dir), "--model-base-path", str(base), *extra]) == 0
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tiny_corpus, tmp_path_factory) -> Path:
     """A training run directory of the tiny config, trained for one epoch (~20 s)."""
-    values = yaml.safe_load(Path("configs/test-translate-tiny.yaml").read_text(encoding="utf-8"))
-    output_dir = tmp_path_factory.mktemp("runs") / "tiny"
-    values["data"]["dir"] = str(tiny_corpus)
-    values["training"]["output_dir"] = str(output_dir)
-    config = tmp_path_factory.mktemp("configs") / "tiny-run.yaml"
-    config.write_text(yaml.safe_dump(values), encoding="utf-8")
-    result = run_seq2seq("train", str(config), "--epochs", "1")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return output_dir
+    return shared(
+        tmp_path_factory,
+        "runs/tiny",
+        lambda path: train_tiny(TRANSLATE_CONFIG, tiny_corpus, path, "--epochs", "1"),
+    )
 
 
 @pytest.fixture(scope="session")
 def tiny_export(tiny_run, tmp_path_factory) -> Path:
     """A TF Serving model base directory holding `seq2seq export`'s version 1 of `tiny_run`."""
-    from seq2seq.cli import main  # in this process, which has TensorFlow loaded already
-
-    base = tmp_path_factory.mktemp("saved_models") / "translate-en-fr"
-    assert main(["export", "--run", str(tiny_run), "--model-base-path", str(base)]) == 0
-    return base
+    return shared(
+        tmp_path_factory, "saved_models/translate-en-fr", lambda path: export_tiny(tiny_run, path)
+    )
 
 
 # -- speech: a synthetic tone corpus (tests/asr_corpus.py) and a tiny model trained on it --
@@ -105,29 +152,25 @@ def tiny_asr_corpus(tmp_path_factory) -> Path:
     """A prepared speech corpus in the layout `seq2seq prepare asr` writes."""
     from asr_corpus import write_corpus
 
-    return write_corpus(tmp_path_factory.mktemp("data") / "asr-en")
+    return shared(tmp_path_factory, "data/asr-en", write_corpus)
 
 
 @pytest.fixture(scope="session")
 def tiny_asr_run(tiny_asr_corpus, tmp_path_factory) -> Path:
     """A training run of configs/test-asr-tiny.yaml on the tone corpus (~1 min)."""
-    values = yaml.safe_load(Path("configs/test-asr-tiny.yaml").read_text(encoding="utf-8"))
-    output_dir = tmp_path_factory.mktemp("runs") / "asr-tiny"
-    values["data"]["dir"] = str(tiny_asr_corpus)
-    values["training"]["output_dir"] = str(output_dir)
-    config = tmp_path_factory.mktemp("configs") / "asr-tiny.yaml"
-    config.write_text(yaml.safe_dump(values), encoding="utf-8")
-    result = run_seq2seq("train", str(config))
-    assert result.returncode == 0, result.stderr[-3000:]
-    return output_dir
+    return shared(
+        tmp_path_factory,
+        "runs/asr-tiny",
+        lambda path: train_tiny(ASR_CONFIG, tiny_asr_corpus, path),
+    )
 
 
 @pytest.fixture(scope="session")
 def tiny_asr_export(tiny_asr_run, tmp_path_factory) -> Path:
     """A TF Serving model base directory holding `seq2seq export`'s version 1 of
-    `tiny_asr_run`."""
-    from seq2seq.cli import main  # in this process, which has TensorFlow loaded already
-
-    base = tmp_path_factory.mktemp("saved_models") / "asr-en"
-    assert main(["export", "--run", str(tiny_asr_run), "--model-base-path", str(base)]) == 0
-    return base
+    `tiny_asr_run`, with CTC weight 0.5 for its beam searches (the run's is 0.3)."""
+    return shared(
+        tmp_path_factory,
+        "saved_models/asr-en",
+        lambda path: export_tiny(tiny_asr_run, path, "--ctc-weight", "0.5"),
+    )

@@ -255,4 +255,8 @@ def test_bad_export_arguments_are_one_line_errors(tiny_run, tmp_path, capsys):
     assert main(["export", "--run", str(tmp_path / "nope"), "--model-base-path", str(base)]) == 2
     error = capsys.readouterr().err
     assert "nope" in error and error.count("\n") == 1
+    arguments = ["--run", str(tiny_run), "--model-base-path", str(base)]
+    assert main(["export", *arguments, "--ctc-weight", "0.5"]) == 2  # translators have no CTC
+    error = capsys.readouterr().err
+    assert "--ctc-weight" in error and error.count("\n") == 1
     assert not base.exists()  # nothing created for a refused export

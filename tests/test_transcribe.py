@@ -18,6 +18,7 @@ import pytest
 import requests
 import soundfile
 import tensorflow as tf
+import yaml
 from tensorflow_serving.apis import prediction_log_pb2
 
 from audio.io import load_audio, to_wav_bytes
@@ -128,7 +129,9 @@ def test_export_layout_ops_and_warmup(tiny_asr_export):
     assert info["task"] == "asr" and info["sample_rate"] == 16000
     assert info["beam_size"] == 4 and info["beam_sizes"] == [0, 1, 4, 8]
     assert info["max_piece_seconds"] == 4.0
-    assert (export_dir / "assets" / "config.yaml").is_file()
+    # `--ctc-weight` overrides the run's decoding.ctc_weight, and the assets record it.
+    config = yaml.safe_load((export_dir / "assets" / "config.yaml").read_text(encoding="utf-8"))
+    assert info["ctc_weight"] == config["decoding"]["ctc_weight"] == 0.5
     check_serving_ops(export_dir)  # passes: no PyFunc, no cuDNN, core ops only
     loaded = tf.saved_model.load(str(export_dir))
     assert set(loaded.signatures) == SIGNATURES
@@ -164,6 +167,7 @@ def test_fresh_process_matches_keras_search(tiny_asr_export, trained, dev, tmp_p
     outputs = json.loads(result.stdout.strip().splitlines()[-1])
 
     decoding = config.decoding
+    info = json.loads((tiny_asr_export / "1" / "assets" / "export.json").read_text("utf-8"))
     searches = (("greedy", 1), ("ctc_greedy", 0), ("beam_8", 8), ("serving_default", 4))
     for name, beam_size in searches:
         expected = model.search(
@@ -173,7 +177,7 @@ def test_fresh_process_matches_keras_search(tiny_asr_export, trained, dev, tmp_p
             length_penalty=decoding.length_penalty,
             max_length_ratio=decoding.max_length_ratio,
             max_length_offset=decoding.max_length_offset,
-            ctc_weight=decoding.ctc_weight if beam_size > 1 else 0.0,
+            ctc_weight=info["ctc_weight"] if beam_size > 1 else 0.0,
         )
         texts = [
             characters.decode(ids[0][:n])

@@ -1,5 +1,5 @@
 """The speech model's parts, without training: configs, the character vocabulary, masks
-(a batch decodes each utterance as it would alone), the joint loss, CTC rescoring, the
+(a batch decodes each utterance as it would alone), the joint loss, joint CTC decoding, the
 stock-GRU twin and the training input pipeline."""
 
 from __future__ import annotations
@@ -21,13 +21,8 @@ from seq2seq.data.speech_pipeline import (
     read_speech_tsv,
     training_batches,
 )
-from seq2seq.models.transcriber import (
-    ConvSubsampling,
-    Transcriber,
-    ctc_log_likelihood,
-    rescore_with_ctc,
-)
-from seq2seq.utils import decoding
+from seq2seq.models.transcriber import ConvSubsampling, Transcriber
+from seq2seq.utils.ctc import ctc_greedy_search
 
 TINY = "configs/test-asr-tiny.yaml"
 
@@ -146,66 +141,60 @@ def test_joint_loss_survives_an_utterance_too_short_for_its_transcript():
     assert float(loss) == pytest.approx(0.5 * ce + 0.5 * ctc, rel=1e-5)
 
 
-def test_ctc_greedy_search_is_the_collapsed_best_path():
+def test_ctc_greedy_search_reads_the_ctc_head_and_ignores_padding():
     model = tiny_model()
     signals = [speech_like(1.3, 1), speech_like(0.45, 2), speech_like(0.9, 3)]
     audio, lengths = pad_audio(signals)
     result = model.search(audio, lengths, beam_size=0)
     *_, ctc_logits, frame_lengths = model.encode(audio, lengths)
-    log_probs = tf.nn.log_softmax(ctc_logits).numpy()
-    for row, frames in enumerate(frame_lengths.numpy()):
-        path = log_probs[row, :frames].argmax(axis=-1)
-        expected = [int(t) for i, t in enumerate(path) if t != 0 and (i == 0 or t != path[i - 1])]
+    expected = ctc_greedy_search(ctc_logits, frame_lengths)
+    np.testing.assert_array_equal(result.ids, expected.ids)
+    for row, signal in enumerate(signals):
         n = int(result.lengths[row, 0])
-        assert result.ids.numpy()[row, 0, :n].tolist() == expected
-        assert not result.ids.numpy()[row, 0, n:].any()
-        best = log_probs[row, :frames].max(axis=-1).sum()
-        assert float(result.scores[row, 0]) == pytest.approx(best, rel=1e-5)
-        # The same alone as in a batch.
-        alone = model.search(signals[row][None], np.array([len(signals[row])]), beam_size=0)
-        assert alone.ids.numpy()[0, 0, :n].tolist() == expected
+        alone = model.search(signal[None], np.array([len(signal)]), beam_size=0)
+        assert alone.ids.numpy()[0, 0, :n].tolist() == result.ids.numpy()[row, 0, :n].tolist()
     empty = model.search(np.zeros((1, 400), np.float32), np.zeros(1, np.int32), beam_size=0)
     assert int(empty.lengths[0, 0]) == 0
 
 
-def test_ctc_log_likelihood_is_tensorflows_ctc():
-    rng = np.random.default_rng(1)
-    logits = rng.standard_normal((6, 12, characters.VOCAB_SIZE)).astype(np.float32) * 2
-    labels = np.array(
-        [[5, 5, 6, 0, 0], [3, 4, 5, 6, 7], [9, 0, 0, 0, 0], [0] * 5, [8] * 5, [5, 6, 5, 6, 5]],
-        np.int32,
+@pytest.mark.parametrize("ctc_weight", [0.5, 1.0])
+def test_joint_decoding_scores_are_the_weighted_decoder_and_ctc_log_likelihoods(ctc_weight):
+    """Every hypothesis of a joint beam search ends with EOS within the audio's frames,
+    and its score is `(1 - w) * decoder + w * CTC` log-likelihood, each computed apart:
+    the decoder teacher-forced on the transcript, CTC by TensorFlow's own loss."""
+    model = tiny_model()
+    signals = [speech_like(1.3, 4), speech_like(0.7, 5)]
+    audio, lengths = pad_audio(signals)
+    result = model.search(
+        audio, lengths, beam_size=3, length_penalty=0.0, n_best=3, ctc_weight=ctc_weight
     )
-    label_lengths = np.array([3, 5, 1, 0, 5, 5], np.int32)
-    frame_lengths = np.array([12, 12, 5, 7, 9, 3], np.int32)  # the last has no alignment
-    ours = ctc_log_likelihood(logits, frame_lengths, labels, label_lengths).numpy()
-    reference = -tf.nn.ctc_loss(
-        labels, logits, label_lengths, frame_lengths, logits_time_major=False, blank_index=0
-    ).numpy()
-    np.testing.assert_allclose(ours[:5], reference[:5], rtol=1e-5)
-    assert ours[5] == -np.inf
-
-
-def test_ctc_rescoring_reranks_by_the_combined_score():
-    rng = np.random.default_rng(0)
-    logits = tf.constant(rng.standard_normal((1, 6, characters.VOCAB_SIZE)), tf.float32)
-    ids = tf.constant([[[5, 6, 0], [7, 0, 0], [5, 6, 7]]], tf.int32)
-    lengths = tf.constant([[2, 1, 3]], tf.int32)
-    scores = tf.constant([[-1.0, -1.2, -1.5]])
-    result = decoding.DecodingResult(ids, lengths, scores, None)
-    max_length = tf.constant([16])
-    rescored = rescore_with_ctc(result, logits, tf.constant([6]), max_length, 1.0, 0.0, 3)
-    ctc = ctc_log_likelihood(
-        tf.repeat(logits, 3, axis=0), tf.constant([6, 6, 6]), ids[0], lengths[0]
-    ).numpy()
-    np.testing.assert_allclose(rescored.scores.numpy()[0], np.sort(ctc)[::-1], rtol=1e-5)
-    best = int(np.argmax(ctc))
-    assert (
-        rescored.ids.numpy()[0, 0].tolist()[: lengths[0, best]]
-        == ids.numpy()[0, best][: lengths[0, best]].tolist()
-    )
-    # Weight 0 keeps the attention ranking (length penalty 0: scores are log-probs).
-    kept = rescore_with_ctc(result, logits, tf.constant([6]), max_length, 0.0, 0.0, 2)
-    np.testing.assert_allclose(kept.scores.numpy()[0], [-1.0, -1.2])
+    *_, ctc_logits, frame_lengths = model.encode(audio, lengths)
+    checked = 0
+    for row in range(len(signals)):
+        for k in range(3):
+            n = int(result.lengths[row, k])
+            transcript = result.ids.numpy()[row, k, :n].tolist()
+            assert n <= int(frame_lengths[row])
+            assert all(token > characters.EOS_ID for token in transcript)
+            inputs = {
+                "audio": audio[row : row + 1],
+                "audio_length": lengths[row : row + 1],
+                "target_in": np.array([[characters.BOS_ID, *transcript]], np.int32),
+            }
+            log_probs = tf.nn.log_softmax(model(inputs)["logits"][0]).numpy()
+            decoder = log_probs[np.arange(n + 1), [*transcript, characters.EOS_ID]].sum()
+            ctc = -tf.nn.ctc_loss(
+                tf.constant([transcript or [0]], tf.int32),
+                ctc_logits[row : row + 1],
+                tf.constant([n]),
+                frame_lengths[row : row + 1],
+                logits_time_major=False,
+                blank_index=characters.BLANK_ID,
+            )[0]
+            expected = (1 - ctc_weight) * decoder + ctc_weight * float(ctc)
+            assert float(result.scores[row, k]) == pytest.approx(expected, rel=1e-3, abs=1e-3)
+            checked += 1
+    assert checked == 6
 
 
 def test_stock_gru_twin_has_the_same_weights_and_function():

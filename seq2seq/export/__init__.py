@@ -158,7 +158,8 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
             "search), greedy, beam_2, beam_3, beam_4, beam_5, beam_8 and align (attention). "
             "A speech recognizer (task asr): 16 kHz audio and lengths in, text out, log-mel "
             "front-end and search in the graph; signatures serving_default (audio, "
-            "audio_length), transcribe_wav (wav_bytes), greedy, beam_4 and beam_8. The "
+            "audio_length), transcribe_wav (wav_bytes), ctc_greedy, greedy, beam_4 and "
+            "beam_8; beam search is joint with the CTC head (--ctc-weight). The "
             "version appears only once it is complete and checked."
         ),
     )
@@ -190,6 +191,15 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
             "decoding.beam_size)"
         ),
     )
+    parser.add_argument(
+        "--ctc-weight",
+        type=float,
+        metavar="W",
+        help=(
+            "speech: weight in [0, 1] of the CTC prefix score in beam search, against "
+            "1 - W for the decoder's (default: the run's decoding.ctc_weight)"
+        ),
+    )
     parser.set_defaults(handler=run_export)
 
 
@@ -208,6 +218,7 @@ def run_export(args: argparse.Namespace) -> int:
             weights=args.weights,
             direction=args.direction,
             beam_size=args.beam_size,
+            ctc_weight=args.ctc_weight,
         )
     except (ValueError, OSError) as error:
         print(f"seq2seq export: error: {error}", file=sys.stderr)

@@ -10,28 +10,29 @@ Signatures:
 
 - `serving_default`: `audio` float32 `[batch, samples]` (16 kHz mono, zero-padded) and
   `audio_length` int32 `[batch]` -> `text` string `[batch]`, `score` float32 `[batch]`;
-  beam search with the export's beam size, its n-best rescored with the CTC head
-  (`decoding.ctc_weight`);
+  the export's search: CTC greedy (beam size 0), or beam search joint with the CTC
+  head's prefix scores (`decoding.ctc_weight`);
 - `transcribe_wav`: `wav_bytes` string `[batch]` (16-bit PCM WAV files at 16 kHz) ->
   the same outputs with the same search;
 - `greedy`, `ctc_greedy` (the CTC head's best path: no decoder) and `beam_N`
   (`ASR_BEAM_SIZES` and the default): `audio`, `audio_length` -> `text`, `score` with
   that search.
 
-`score` is the sum of the log-probs (greedy, CTC greedy) or the length-penalized,
-CTC-rescored score that ranked the transcript (beam); empty audio gets "" and 0. Audio beyond
+`score` is the sum of the log-probs (greedy, CTC greedy) or the length-penalized
+joint score that ranked the transcript (beam); empty audio gets "" and 0. Audio beyond
 `MAX_SECONDS` is not transcribed: clients split long recordings at silences into
 pieces of `max_piece_seconds` (`assets/export.json`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+import yaml
 
 from audio.layers import decode_wav_batch
 from seq2seq.config import Config
@@ -179,6 +180,7 @@ def export_transcriber(
     config: Config,
     weights: str | Path | None = None,
     beam_size: int | None = None,
+    ctc_weight: float | None = None,
 ) -> Path:
     """Exports a trained speech recognizer as the next version of a TF Serving model
     base directory (see the module docstring).
@@ -190,6 +192,8 @@ def export_transcriber(
         weights: weights file. Default: `run_dir/best.weights.h5`.
         beam_size: beam size of `serving_default` (0: CTC greedy). Default:
             `decoding.beam_size`.
+        ctc_weight: weight of the CTC prefix score in the beam searches. Default:
+            `decoding.ctc_weight`. The export's `assets/config.yaml` records it.
 
     Returns:
         The new version directory.
@@ -203,6 +207,11 @@ def export_transcriber(
     beam_size = config.decoding.beam_size if beam_size is None else beam_size
     if beam_size < 0:
         raise ValueError(f"beam size must be 0 (CTC greedy) or more, got {beam_size}")
+    if ctc_weight is not None:
+        if not 0.0 <= ctc_weight <= 1.0:
+            raise ValueError(f"CTC weight must be in [0, 1], got {ctc_weight}")
+        decoding = dataclasses.replace(config.decoding, ctc_weight=ctc_weight)
+        config = dataclasses.replace(config, decoding=decoding)
     if not weights.is_file():
         raise ValueError(f"{weights}: no such weights file")
     model = Transcriber(config.model)
@@ -226,7 +235,9 @@ def export_transcriber(
         tf.saved_model.save(module, str(directory), signatures=signatures)
         assets = directory / "assets"
         assets.mkdir(exist_ok=True)
-        shutil.copyfile(run_dir / "config.yaml", assets / "config.yaml")
+        (assets / "config.yaml").write_text(
+            yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8"
+        )
         (assets / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         write_prediction_logs(directory, base_path.name, _warmup_requests(signals))
         check_serving_ops(directory)

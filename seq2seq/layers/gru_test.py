@@ -107,6 +107,11 @@ def assert_close(actual, expected):
 def test_outputs_states_and_gradients_equal_stock(
     reset_after, return_sequences, go_backwards, masked, training
 ):
+    options = (reset_after, return_sequences, go_backwards, masked, training)
+    if keras.backend.backend() == "jax" and sum(options) % 2:
+        # The half of the grid with an even number of True options still pairs every
+        # value of every option with every value of any two others (a 2^(5-1) design).
+        pytest.skip("the JAX run checks the even half of the grid")
     stock, ours = paired_layers(
         reset_after=reset_after,
         return_sequences=return_sequences,

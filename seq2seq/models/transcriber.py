@@ -12,14 +12,14 @@ The front-end is part of the model, so an exported SavedModel takes audio sample
 needs no Python at serving time. Every stage carries frame lengths and masks: a batch
 transcribes each utterance as it would be transcribed alone (up to float rounding).
 The CTC head shares the encoder with the attention decoder (Kim, Hori and Watanabe,
-2017): it makes the encoder learn alignments early, and its scores can rescore the
-n-best of beam search (`search(..., ctc_weight=...)`).
+2017): it makes the encoder learn alignments early, and its prefix scores join the
+decoder's in the search (`search(..., ctc_weight=...)`), which keeps the transcript
+aligned with the audio.
 """
 
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 from audio.features import FrontEndConfig
@@ -30,6 +30,7 @@ from seq2seq.decoders import AttentionDecoder
 from seq2seq.encoders import RNNEncoder
 from seq2seq.training.losses import SmoothedCrossEntropy
 from seq2seq.utils import decoding
+from seq2seq.utils.ctc import CTCPrefixScorer, ctc_greedy_search
 
 
 def subsampled_lengths(lengths, steps: int):
@@ -311,7 +312,7 @@ class Transcriber(keras.Model):
         ctc_weight: float = 0.0,
     ) -> decoding.DecodingResult:
         """Transcribes a batch of audio: CTC greedy with `beam_size=0`, greedy with 1,
-        else beam search, optionally rescored with the CTC head. Graph code (eager,
+        else beam search, optionally jointly with the CTC head. Graph code (eager,
         `tf.function`, and in a SavedModel).
 
         Args:
@@ -324,37 +325,54 @@ class Transcriber(keras.Model):
                 encoder_frames + offset` characters. Defaults: 1.0, 10. Empty audio
                 gets an empty transcript.
             n_best: hypotheses returned per utterance (beam only). Default: 1.
-            ctc_weight: beam only: when positive, all `beam_size` final hypotheses are
-                re-ranked by `(1 - w) * attention log-prob + w * CTC log-prob` (then
-                length-penalized). Default: 0.
+            ctc_weight: when positive, joint decoding: the search scores each
+                hypothesis by `(1 - w) * decoder log-prob + w * CTC prefix log-prob`
+                (Watanabe et al., 2017), so that CTC keeps it aligned with the audio.
+                Default: 0.
 
         Returns:
             A `DecodingResult` (ids are character ids; EOS excluded).
         """
         memory, keys, memory_mask, state, ctc_logits, lengths = self.encode(audio, audio_length)
         if beam_size == 0:
-            return ctc_greedy_search(ctc_logits, lengths)
-        batch_size = ops.shape(audio)[0]
+            return ctc_greedy_search(ctc_logits, lengths, blank_id=BLANK_ID)
         max_length = ops.cast(max_length_ratio * ops.cast(lengths, "float32"), "int32")
         max_length = ops.where(lengths > 0, max_length + max_length_offset, 0)
-        rescore = beam_size > 1 and ctc_weight > 0.0
-        result = decoding.decode(
-            self.decode_step,
-            (memory, keys, memory_mask),
+        memory = (memory, keys, memory_mask)
+        step = self.decode_step
+        if ctc_weight > 0.0:
+            step, memory, state = self._joint_decoding(
+                ctc_weight, step, memory, state, ctc_logits, lengths
+            )
+        return decoding.decode(
+            step,
+            memory,
             state,
-            batch_size,
+            ops.shape(audio)[0],
             BOS_ID,
             EOS_ID,
             max_length,
             beam_size=beam_size,
             length_penalty=length_penalty,
-            n_best=beam_size if rescore else n_best,
+            n_best=n_best,
         )
-        if not rescore:
-            return result
-        return rescore_with_ctc(
-            result, ctc_logits, lengths, max_length, ctc_weight, length_penalty, n_best
-        )
+
+    @staticmethod
+    def _joint_decoding(weight: float, step, memory, state, ctc_logits, lengths):
+        """The step function, memory and initial state of a search that adds the CTC
+        prefix score to the decoder's: `(1 - weight) * decoder + weight * CTC` per token."""
+        scorer = CTCPrefixScorer(blank_id=BLANK_ID, bos_id=BOS_ID, eos_id=EOS_ID)
+        emissions = scorer.emissions(ctc_logits, lengths)
+
+        def joint_step(ids, joint_state, joint_memory):
+            decoder_state, ctc_state = joint_state
+            *decoder_memory, tiled_emissions = joint_memory
+            log_probs, decoder_state, attention = step(ids, decoder_state, decoder_memory)
+            ctc_scores, ctc_state = scorer.step(ids, ctc_state, tiled_emissions)
+            scores = (1.0 - weight) * log_probs + weight * ctc_scores
+            return scores, (decoder_state, ctc_state), attention
+
+        return joint_step, (*memory, emissions), (state, scorer.initial_state(emissions))
 
     def get_config(self):
         return {
@@ -368,139 +386,3 @@ def _as_dict(config: SpeechModelConfig) -> dict:
     import dataclasses
 
     return dataclasses.asdict(config)
-
-
-def ctc_greedy_search(ctc_logits, frame_lengths) -> decoding.DecodingResult:
-    """The CTC head's best path, collapsed: the most likely token of every frame, then
-    repeats merged and blanks dropped. One pass over the frames and no decoder, so it
-    is the fastest search, and it cannot loop the way an attention decoder can.
-
-    Args:
-        ctc_logits: float `[batch, frames, vocab]` of the CTC head.
-        frame_lengths: int32 `[batch]`.
-
-    Returns:
-        A `DecodingResult` with one hypothesis per row; `scores` is the best path's
-        log-probability.
-    """
-    log_probs = tf.nn.log_softmax(tf.cast(ctc_logits, tf.float32), axis=-1)
-    best = tf.argmax(log_probs, axis=-1, output_type=tf.int32)
-    valid = tf.sequence_mask(frame_lengths, tf.shape(best)[1])
-    previous = tf.pad(best[:, :-1], [[0, 0], [1, 0]], constant_values=-1)
-    keep = valid & (best != BLANK_ID) & (best != previous)
-    ragged = tf.ragged.boolean_mask(best, keep)
-    ids = ragged.to_tensor(default_value=PAD_ID)
-    lengths = tf.cast(ragged.row_lengths(), tf.int32)
-    scores = tf.reduce_sum(tf.where(valid, tf.reduce_max(log_probs, axis=-1), 0.0), axis=1)
-    return decoding.DecodingResult(
-        ids=ids[:, tf.newaxis],
-        lengths=lengths[:, tf.newaxis],
-        scores=scores[:, tf.newaxis],
-        attention=None,
-    )
-
-
-def ctc_log_likelihood(ctc_logits, frame_lengths, labels, label_lengths):
-    """`log p_ctc(labels | audio)` per row: the CTC forward algorithm in log space.
-
-    `tf.nn.ctc_loss` on dense labels computes the same (with a gradient), but with
-    `[states, states]` transition matrices: quadratic in the transcript's length, which
-    made rescoring a beam's n-best cost more than the search. Here each frame costs
-    `O(states)`: a state is reached from itself, from the previous state, and from the
-    one before that when it skips a blank between two different characters. Core
-    TensorFlow ops only.
-
-    Args:
-        ctc_logits: float `[n, frames, vocab]` of the CTC head.
-        frame_lengths: int32 `[n]`.
-        labels: int32 `[n, length]` character ids, 0-padded.
-        label_lengths: int32 `[n]`.
-
-    Returns:
-        float32 `[n]`; -inf where no alignment exists.
-    """
-    log_probs = tf.nn.log_softmax(tf.cast(ctc_logits, tf.float32), axis=-1)
-    labels = tf.cast(labels, tf.int32)
-    frame_lengths = tf.cast(frame_lengths, tf.int32)
-    label_lengths = tf.cast(label_lengths, tf.int32)
-    n, length = tf.shape(labels)[0], tf.shape(labels)[1]
-    # Extended labels: blank, l1, blank, l2, ..., blank (2 * length + 1 states).
-    extended = tf.reshape(
-        tf.stack([tf.fill([n, length], BLANK_ID), labels], axis=2), [n, 2 * length]
-    )
-    extended = tf.concat([extended, tf.fill([n, 1], BLANK_ID)], axis=1)
-    emissions = tf.gather(log_probs, extended, axis=2, batch_dims=1)  # [n, frames, states]
-    emissions = tf.transpose(emissions, [1, 0, 2])  # [frames, n, states]
-    previous_2 = tf.pad(extended[:, :-2], [[0, 0], [2, 0]], constant_values=BLANK_ID)
-    can_skip = (extended != BLANK_ID) & (extended != previous_2)
-    states = tf.shape(extended)[1]
-    minus_inf = tf.fill([n, states], float("-inf"))
-    start = tf.range(states) < 2
-    alpha = tf.where(start[tf.newaxis, :], emissions[0], float("-inf"))
-
-    def shift(values, by):
-        return tf.concat([minus_inf[:, :by], values[:, :-by]], axis=1)
-
-    def body(t, alpha):
-        from_skip = tf.where(can_skip, shift(alpha, 2), float("-inf"))
-        paths = tf.stack([alpha, shift(alpha, 1), from_skip], axis=0)
-        total = tf.reduce_logsumexp(paths, axis=0) + emissions[t]
-        return t + 1, tf.where((t < frame_lengths)[:, tf.newaxis], total, alpha)
-
-    num_frames = tf.shape(emissions)[0]
-    _, alpha = tf.while_loop(lambda t, _: t < num_frames, body, (tf.constant(1), alpha))
-    last = 2 * label_lengths  # the final blank; the last character is just before it
-    final = tf.gather(alpha, last, batch_dims=1)
-    before = tf.gather(alpha, tf.maximum(last - 1, 0), batch_dims=1)
-    before = tf.where(label_lengths > 0, before, float("-inf"))
-    result = tf.reduce_logsumexp(tf.stack([final, before], axis=0), axis=0)
-    return tf.where(frame_lengths > 0, result, float("-inf"))
-
-
-def rescore_with_ctc(
-    result: decoding.DecodingResult,
-    ctc_logits,
-    frame_lengths,
-    max_length,
-    ctc_weight: float,
-    length_penalty: float,
-    n_best: int,
-) -> decoding.DecodingResult:
-    """Re-ranks the hypotheses of a beam search with CTC scores.
-
-    A hypothesis's attention log-prob is its beam score with the length penalty undone;
-    the new score is `((1 - w) * attention + w * ctc) / penalty(steps)`, where `steps`
-    counts EOS unless the hypothesis was cut at `max_length`.
-
-    Args:
-        result: `beam_search`'s hypotheses, `[batch, beam, ...]`.
-        ctc_logits: `[batch, frames, vocab]`; frame_lengths: `[batch]`.
-        max_length: int32 `[batch]`, the search's limit.
-        ctc_weight: `w`.
-        length_penalty: the search's GNMT alpha.
-        n_best: hypotheses kept per utterance.
-    """
-    ids, lengths, scores = result.ids, result.lengths, result.scores
-    batch, beam = tf.shape(ids)[0], tf.shape(ids)[1]
-    steps = lengths + tf.cast(lengths < max_length[:, tf.newaxis], tf.int32)
-    penalty = ((5.0 + tf.cast(steps, tf.float32)) / 6.0) ** length_penalty
-    attention_score = scores * penalty
-    ctc = ctc_log_likelihood(
-        tf.repeat(ctc_logits, beam, axis=0),
-        tf.repeat(frame_lengths, beam, axis=0),
-        tf.reshape(ids, [batch * beam, -1]),
-        tf.reshape(lengths, [-1]),
-    )
-    ctc = tf.reshape(ctc, [batch, beam])
-    combined = ((1.0 - ctc_weight) * attention_score + ctc_weight * ctc) / penalty
-    combined = tf.where(tf.math.is_nan(combined), float("-inf"), combined)
-    new_scores, order = tf.math.top_k(combined, n_best)
-    ids = tf.gather(ids, order, batch_dims=1)
-    lengths = tf.gather(lengths, order, batch_dims=1)
-    width = tf.maximum(tf.reduce_max(lengths), 0)
-    attention = None
-    if result.attention is not None:
-        attention = tf.gather(result.attention, order, batch_dims=1)[:, :, :width]
-    return decoding.DecodingResult(
-        ids=ids[:, :, :width], lengths=lengths, scores=new_scores, attention=attention
-    )

@@ -40,27 +40,16 @@ from seq2seq.training.callbacks import (
     has_backup,
     warm_start,
 )
-from seq2seq.training.trainer import fit_run
+from seq2seq.training.trainer import fit_run, optimizer
 
 
 def build_asr_model(config: Config) -> Transcriber:
     """The `Transcriber` of a config, built and compiled with the translator's optimizer
     (Adam, warm-up then cosine decay, global norm clipping)."""
-    training = config.training
-    schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0,
-        warmup_target=training.learning_rate,
-        warmup_steps=training.warmup_steps,
-        decay_steps=training.decay_steps,
-        alpha=0.05,
-    )
-    model = Transcriber(config.model, label_smoothing=training.label_smoothing)
+    model = Transcriber(config.model, label_smoothing=config.training.label_smoothing)
     model.build()
     # The loss is the model's own (`Transcriber.compute_loss`); no XLA: shapes vary.
-    model.compile(
-        optimizer=keras.optimizers.Adam(schedule, global_clipnorm=training.clipnorm),
-        jit_compile=False,
-    )
+    model.compile(optimizer=optimizer(config.training), jit_compile=False)
     return model
 
 
@@ -171,14 +160,19 @@ def train_asr(config: Config, epochs: int | None = None) -> Path:
             flush=True,
         )
 
-    # Dev WER with the greedy form of the search an export will default to.
+    # Dev WER with the greedy form of the search an export will default to: CTC greedy,
+    # or greedy search joint with CTC at the export's weight.
     search = 0 if config.decoding.beam_size == 0 else 1
-    dev_wer = DevWer(dev_signals, dev_references, output_dir / "best.weights.h5", rate, search)
+    ctc_weight = config.decoding.ctc_weight if search else 0.0
+    dev_wer = DevWer(
+        dev_signals, dev_references, output_dir / "best.weights.h5", rate, search, ctc_weight
+    )
     curves = TrainingCurves(
         output_dir / "history.csv",
         output_dir / "training_curves.png",
         metric="dev_wer",
-        title=f"dev WER % ({'CTC greedy' if search == 0 else 'greedy'})",
+        title=f"dev WER % ({'CTC greedy' if search == 0 else 'greedy'}"
+        f"{f', joint with CTC at {ctc_weight:g}' if ctc_weight else ''})",
         loss_label=f"{config.model.ctc_weight} CTC + {1 - config.model.ctc_weight:g} CE",
     )
     fit_run(

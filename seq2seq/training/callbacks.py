@@ -188,6 +188,8 @@ class DevWer(keras.callbacks.Callback):
         best_path: where the best weights go.
         sample_rate: of `signals`. Default: 16000.
         beam_size: the search: 1 greedy (attention decoder), 0 CTC greedy. Default: 1.
+        ctc_weight: of greedy search: when positive, joint with the CTC head (see
+            `Transcriber.search`). Default: 0.
     """
 
     def __init__(
@@ -197,11 +199,12 @@ class DevWer(keras.callbacks.Callback):
         best_path: Path,
         sample_rate: int = 16000,
         beam_size: int = 1,
+        ctc_weight: float = 0.0,
     ):
         super().__init__()
         if beam_size not in (0, 1):
             raise ValueError(f"`beam_size` must be 0 (CTC greedy) or 1 (greedy), got {beam_size}.")
-        self.beam_size = beam_size
+        self.search = {"beam_size": beam_size, "ctc_weight": ctc_weight if beam_size else 0.0}
         self.signals = signals
         self.references = references
         self.best_path = Path(best_path)
@@ -226,7 +229,7 @@ class DevWer(keras.callbacks.Callback):
 
         start = time.perf_counter()
         if self.search_fn is None:  # traced once, in the first epoch
-            self.search_fn = speech_search_function(self.model, beam_size=self.beam_size)
+            self.search_fn = speech_search_function(self.model, **self.search)
         decoded = transcribe_ids(
             self.model, self.signals, sample_rate=self.sample_rate, search_fn=self.search_fn
         )
