@@ -225,11 +225,13 @@ def load_config(path: str | Path) -> Config:
     if values is not None and not isinstance(values, dict):
         raise ValueError(f"{path}: a config is a mapping of sections")
     config = config_from_dict(values, str(path))
-    _validate(config, path)
+    validate(config, path)
     return config
 
 
-def _validate(config: Config, path: Path) -> None:
+def validate(config: Config, path: str | Path) -> None:
+    """Checks the values of a built config; raises ValueError naming `path` (the file,
+    or whatever else set them) and the offending key."""
     if config.task == "asr":
         _validate_asr(config, path)
         return
@@ -246,7 +248,7 @@ def _validate(config: Config, path: Path) -> None:
             )
 
 
-def _validate_asr(config: Config, path: Path) -> None:
+def _validate_asr(config: Config, path: str | Path) -> None:
     model, data, decoding = config.model, config.data, config.decoding
     if model.gru not in ("ours", "stock"):
         raise ValueError(f"{path}: model.gru must be 'ours' or 'stock', got {model.gru!r}")

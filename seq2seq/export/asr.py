@@ -35,7 +35,7 @@ import tensorflow as tf
 import yaml
 
 from audio.layers import decode_wav_batch
-from seq2seq.config import Config
+from seq2seq.config import Config, validate
 from seq2seq.data import characters
 from seq2seq.export import EXPORT_INFO
 from seq2seq.export.saved_model import (
@@ -208,10 +208,9 @@ def export_transcriber(
     if beam_size < 0:
         raise ValueError(f"beam size must be 0 (CTC greedy) or more, got {beam_size}")
     if ctc_weight is not None:
-        if not 0.0 <= ctc_weight <= 1.0:
-            raise ValueError(f"CTC weight must be in [0, 1], got {ctc_weight}")
         decoding = dataclasses.replace(config.decoding, ctc_weight=ctc_weight)
         config = dataclasses.replace(config, decoding=decoding)
+        validate(config, "--ctc-weight")
     if not weights.is_file():
         raise ValueError(f"{weights}: no such weights file")
     model = Transcriber(config.model)

@@ -204,7 +204,7 @@ class DevWer(keras.callbacks.Callback):
         super().__init__()
         if beam_size not in (0, 1):
             raise ValueError(f"`beam_size` must be 0 (CTC greedy) or 1 (greedy), got {beam_size}.")
-        self.search = {"beam_size": beam_size, "ctc_weight": ctc_weight if beam_size else 0.0}
+        self.search = {"beam_size": beam_size, "ctc_weight": ctc_weight}
         self.signals = signals
         self.references = references
         self.best_path = Path(best_path)

@@ -80,11 +80,14 @@ class CTCEmissions(NamedTuple):
     Attributes:
         log_probs: float32 `[rows, frames, vocab]`.
         emitted: their cumulative sums over frames, float32 `[rows, frames, vocab]`.
+        emitted_before: the same sums up to the frame before (exclusive), which the
+            closed forms of the recursions divide by.
         frame_lengths: int32 `[rows]`.
     """
 
     log_probs: tf.Tensor
     emitted: tf.Tensor
+    emitted_before: tf.Tensor
     frame_lengths: tf.Tensor
 
 
@@ -125,7 +128,8 @@ class CTCPrefixScorer:
         """`CTCEmissions` of CTC head logits `[rows, frames, vocab]` and frame lengths."""
         log_probs = tf.nn.log_softmax(tf.cast(ctc_logits, tf.float32), axis=-1)
         emitted = tf.cumsum(log_probs, axis=1)
-        return CTCEmissions(log_probs, emitted, tf.cast(frame_lengths, tf.int32))
+        emitted_before = emitted - log_probs
+        return CTCEmissions(log_probs, emitted, emitted_before, tf.cast(frame_lengths, tf.int32))
 
     def initial_state(self, emissions: CTCEmissions) -> CTCPrefixState:
         """The empty hypothesis, under every token (the search's first input is BOS):
@@ -153,9 +157,7 @@ class CTCPrefixScorer:
         Returns:
             `(scores [rows, vocab], new_state)`.
         """
-        log_probs, emitted, frame_lengths = emissions
-        # Sums before each frame: the closed forms below divide by them.
-        emitted_before = emitted - log_probs
+        log_probs, emitted, emitted_before, frame_lengths = emissions
         ids = tf.cast(ids, tf.int32)
         non_blank = tf.gather(state.non_blank, ids, axis=2, batch_dims=1)  # [rows, frames]
         blank = tf.gather(state.blank, ids, axis=2, batch_dims=1)

@@ -37,7 +37,7 @@ def brute_force(log_probs: np.ndarray, frames: int) -> dict[tuple[int, ...], flo
     return totals
 
 
-def score_path(log_probs, frame_lengths, hypothesis, beams: int = 1):
+def score_path(log_probs, frame_lengths, hypothesis):
     """Runs the scorer along `hypothesis`: the scores of each step, `[steps, rows, vocab]`."""
     emissions = SCORER.emissions(log_probs, frame_lengths)
     state = SCORER.initial_state(emissions)
@@ -62,14 +62,14 @@ def test_prefix_scores_are_sums_over_all_alignments(hypothesis):
     steps = score_path(tf.constant(log_probs, tf.float32), tf.constant([frames]), hypothesis)
     for k in range(len(hypothesis) + 1):
         so_far = hypothesis[:k]
+        so_far_score = sum(steps[i, 0, hypothesis[i]] for i in range(k))
         for token in (A, B):
             extended = (*so_far, token)
             expected = sum(p for t, p in transcripts.items() if t[: len(extended)] == extended)
-            so_far_score = sum(steps[i, 0, hypothesis[i]] for i in range(k))
             got = so_far_score + steps[k, 0, token]  # log p(so_far + token, ...)
             assert np.exp(got) == pytest.approx(expected, rel=1e-4, abs=1e-9)
         # EOS: the transcript is exactly the hypothesis so far.
-        finished = steps[k, 0, EOS] + sum(steps[i, 0, hypothesis[i]] for i in range(k))
+        finished = so_far_score + steps[k, 0, EOS]
         assert np.exp(finished) == pytest.approx(transcripts.get(so_far, 0.0), rel=1e-4, abs=1e-9)
     assert (steps[:, 0, [BLANK, BOS]] == -np.inf).all()
 
