@@ -278,7 +278,8 @@ def decode_wav_batch(wav_bytes, sample_rate: int = 16000):
     The graph half of `audio.io.read_wav_bytes`: samples are scaled by 1/32768,
     channels averaged, and rows zero-padded to the longest. A file at another
     sample rate fails an assertion (there is no resampler among TF Serving's
-    ops); resample it on the client.
+    ops); resample it on the client. Bytes without a RIFF/WAVE header fail one too,
+    before `tf.audio.decode_wav` could quote them in its message.
 
     Args:
         wav_bytes: tf.string `[batch]`, each a complete WAV file.
@@ -291,7 +292,13 @@ def decode_wav_batch(wav_bytes, sample_rate: int = 16000):
     import tensorflow as tf
 
     def decode_one(data):
-        audio, rate = tf.audio.decode_wav(data)
+        head = tf.strings.join([data, "\0" * 12])  # substr fails past the end of a string
+        header = tf.debugging.Assert(
+            (tf.strings.substr(head, 0, 4) == "RIFF") & (tf.strings.substr(head, 8, 4) == "WAVE"),
+            ["not a WAV file (no RIFF/WAVE header)"],
+        )
+        with tf.control_dependencies([header]):
+            audio, rate = tf.audio.decode_wav(data)
         check = tf.debugging.assert_equal(
             rate,
             tf.constant(sample_rate, tf.int32),

@@ -153,8 +153,15 @@ class SpeechDecodingConfig(DecodingConfig):
     max_length_ratio: float = 1.0
     max_length_offset: int = 10
     ctc_weight: float = 0.3  # beam search: weight of the CTC prefix score (joint decoding)
+    # Beam search: a character n-gram model of the corpus' lm.txt (order; 0: none) whose
+    # log-prob, times lm_weight, is added to each character's score (shallow fusion).
+    lm_order: int = 6
+    lm_weight: float = 0.0
     max_piece_seconds: float = 20.0  # clients split longer audio at silences
 
+
+MAX_LM_ORDER = 10
+"""The highest n-gram order whose context keys fit in int64 (`seq2seq.utils.ngram`)."""
 
 TASKS = {
     "translate": {"data": DataConfig, "model": ModelConfig, "decoding": DecodingConfig},
@@ -267,6 +274,13 @@ def _validate_asr(config: Config, path: str | Path) -> None:
     for name, weight in (("model", model.ctc_weight), ("decoding", decoding.ctc_weight)):
         if not 0.0 <= weight <= 1.0:
             raise ValueError(f"{path}: {name}.ctc_weight must be in [0, 1], got {weight}")
+    if not 0 <= decoding.lm_order <= MAX_LM_ORDER or decoding.lm_weight < 0.0:
+        raise ValueError(
+            f"{path}: decoding.lm_order must be in [0, {MAX_LM_ORDER}] and decoding.lm_weight"
+            f" not negative, got {decoding.lm_order} and {decoding.lm_weight}"
+        )
+    if decoding.lm_weight > 0.0 and not decoding.lm_order:
+        raise ValueError(f"{path}: decoding.lm_weight needs a language model (decoding.lm_order)")
     if len(data.augment.snr_db) != 2 or not data.augment.speeds:
         raise ValueError(f"{path}: data.augment needs snr_db [low, high] and some speeds")
     if data.batch_seconds < data.max_seconds:

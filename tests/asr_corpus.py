@@ -86,6 +86,9 @@ def write_corpus(directory: Path, train: int = 240, dev: int = 24) -> Path:
     write_split(directory, "train", sentences(train, seed=1), seed=1)
     write_split(directory, "dev", sentences(dev, seed=2), seed=2)
     write_split(directory, "test-synthetic", sentences(dev, seed=3), seed=3)
+    # The language model's text: more sentences of the same words, as `lm.txt` is.
+    lm_text = "".join(f"{sentence}\n" for sentence in sentences(4 * train, seed=4))
+    (directory / "lm.txt").write_text(lm_text, encoding="utf-8")
     manifest = {"sample_rate": SAMPLE_RATE, "synthetic": "tones", "splits": ["train", "dev"]}
     (directory / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     return directory

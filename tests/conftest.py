@@ -168,9 +168,10 @@ def tiny_asr_run(tiny_asr_corpus, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_asr_export(tiny_asr_run, tmp_path_factory) -> Path:
     """A TF Serving model base directory holding `seq2seq export`'s version 1 of
-    `tiny_asr_run`, with CTC weight 0.5 for its beam searches (the run's is 0.3)."""
+    `tiny_asr_run`, with CTC weight 0.5 and a language model of weight 0.3 for its beam
+    searches (the run's are 0.3 and 0)."""
     return shared(
         tmp_path_factory,
         "saved_models/asr-en",
-        lambda path: export_tiny(tiny_asr_run, path, "--ctc-weight", "0.5"),
+        lambda path: export_tiny(tiny_asr_run, path, "--ctc-weight", "0.5", "--lm-weight", "0.3"),
     )

@@ -259,4 +259,7 @@ def test_bad_export_arguments_are_one_line_errors(tiny_run, tmp_path, capsys):
     assert main(["export", *arguments, "--ctc-weight", "0.5"]) == 2  # translators have no CTC
     error = capsys.readouterr().err
     assert "--ctc-weight" in error and error.count("\n") == 1
+    assert main(["export", *arguments, "--lm-weight", "0.5"]) == 2
+    error = capsys.readouterr().err
+    assert "--lm-weight" in error and error.count("\n") == 1
     assert not base.exists()  # nothing created for a refused export

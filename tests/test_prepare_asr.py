@@ -284,6 +284,20 @@ def test_evaluation_transcripts_are_never_synthesized(prepared):
 
 
 @needs_espeak
+def test_language_model_text_is_every_training_sentence_and_nothing_held_out(prepared):
+    from seq2seq.data.speech import evaluation_transcripts
+
+    lines = (prepared / "lm.txt").read_text().splitlines()
+    manifest = json.loads((prepared / "manifest.json").read_text())
+    assert len(lines) == manifest["lm_text"]["sentences"] == manifest["text"]["sentences"]["train"]
+    assert len(lines) > 8  # every training sentence, not only the synthesized ones
+    assert {row[1] for row in read_rows(prepared / "train.tsv")} <= set(lines)
+    held_out = {row[1] for name in ("dev.tsv", "test-synthetic.tsv", "test-real.tsv")
+                for row in read_rows(prepared / name)}  # fmt: skip
+    assert not set(lines) & (held_out | evaluation_transcripts(ASTERISK))
+
+
+@needs_espeak
 def test_real_set_is_decoded_with_normalized_transcripts(prepared):
     rows = {row[0]: row for row in read_rows(prepared / "test-real.tsv")}
     assert set(rows) == {
@@ -317,6 +331,7 @@ def test_interrupted_run_completes(prepared, sources, tmp_path):
     kept = copy / read_rows(copy / "train.tsv")[0][0]
     kept_time = kept.stat().st_mtime_ns
     (copy / "manifest.json").unlink()  # as if killed before the end
+    (copy / "lm.txt").unlink()
     lost.unlink()
     (lost.parent / f".{lost.name}.123.tmp").write_bytes(b"RIFF half")  # a killed write
     result = run_prepare(tmp_path, sources)
@@ -325,6 +340,7 @@ def test_interrupted_run_completes(prepared, sources, tmp_path):
     assert lost.is_file() and kept.stat().st_mtime_ns == kept_time
     assert not list(copy.rglob(".*.tmp"))
     assert {name: (copy / name).read_text() for name in tables} == tables
+    assert (copy / "lm.txt").read_text() == (prepared / "lm.txt").read_text()
     assert (copy / "manifest.json").is_file()
 
 

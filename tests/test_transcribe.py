@@ -26,10 +26,12 @@ from conftest import run_seq2seq
 from seq2seq.cli import main
 from seq2seq.data import characters
 from seq2seq.data.speech_pipeline import load_utterances, pad_audio, read_speech_tsv
+from seq2seq.export.asr import language_model
 from seq2seq.export.saved_model import check_serving_ops, load_run
 from seq2seq.training.asr import build_asr_model
 from seq2seq.training.callbacks import transcribe_ids
 from seq2seq.transcription import SavedModelTranscriber
+from seq2seq.utils.ngram import NgramScorer
 from serving_helpers import serving
 
 SIGNATURES = {"serving_default", "transcribe_wav", "greedy", "ctc_greedy", "beam_4", "beam_8"}
@@ -129,9 +131,12 @@ def test_export_layout_ops_and_warmup(tiny_asr_export):
     assert info["task"] == "asr" and info["sample_rate"] == 16000
     assert info["beam_size"] == 4 and info["beam_sizes"] == [0, 1, 4, 8]
     assert info["max_piece_seconds"] == 4.0
-    # `--ctc-weight` overrides the run's decoding.ctc_weight, and the assets record it.
+    # `--ctc-weight` and `--lm-weight` override the run's, and the assets record them.
     config = yaml.safe_load((export_dir / "assets" / "config.yaml").read_text(encoding="utf-8"))
     assert info["ctc_weight"] == config["decoding"]["ctc_weight"] == 0.5
+    assert info["lm"]["weight"] == config["decoding"]["lm_weight"] == 0.3
+    assert info["lm"]["order"] == config["decoding"]["lm_order"] == 6
+    assert info["lm"]["sentences"] == 960 and info["lm"]["contexts"] > 100
     check_serving_ops(export_dir)  # passes: no PyFunc, no cuDNN, core ops only
     loaded = tf.saved_model.load(str(export_dir))
     assert set(loaded.signatures) == SIGNATURES
@@ -141,6 +146,22 @@ def test_export_layout_ops_and_warmup(tiny_asr_export):
     request = prediction_log_pb2.PredictionLog.FromString(records[-1].numpy()).predict_log.request
     assert set(request.inputs) == {"audio", "audio_length"}
     assert tf.make_ndarray(request.inputs["audio"]).dtype == np.float32
+
+
+def test_export_without_the_language_model_text_is_a_one_line_error(tiny_asr_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    values = yaml.safe_load((tiny_asr_run / "config.yaml").read_text(encoding="utf-8"))
+    values["data"]["dir"] = str(tmp_path / "no-corpus")
+    (run / "config.yaml").write_text(yaml.safe_dump(values), encoding="utf-8")
+    (run / "best.weights.h5").symlink_to(tiny_asr_run / "best.weights.h5")
+    base = tmp_path / "asr"
+    for flags, needle in ((["--lm-weight", "0.3"], "lm.txt"), (["--lm-weight", "-1"], "lm_weight")):
+        assert main(["export", "--run", str(run), "--model-base-path", str(base), *flags]) == 2
+        error = capsys.readouterr().err
+        assert error.startswith("seq2seq export: error:") and error.count("\n") == 1
+        assert needle in error
+    assert not base.exists()
 
 
 def test_fresh_process_matches_keras_search(tiny_asr_export, trained, dev, tmp_path):
@@ -168,6 +189,7 @@ def test_fresh_process_matches_keras_search(tiny_asr_export, trained, dev, tmp_p
 
     decoding = config.decoding
     info = json.loads((tiny_asr_export / "1" / "assets" / "export.json").read_text("utf-8"))
+    lm, _ = language_model(config)  # the run's corpus: the export's language model
     searches = (("greedy", 1), ("ctc_greedy", 0), ("beam_8", 8), ("serving_default", 4))
     for name, beam_size in searches:
         expected = model.search(
@@ -178,6 +200,8 @@ def test_fresh_process_matches_keras_search(tiny_asr_export, trained, dev, tmp_p
             max_length_ratio=decoding.max_length_ratio,
             max_length_offset=decoding.max_length_offset,
             ctc_weight=info["ctc_weight"] if beam_size > 1 else 0.0,
+            lm=NgramScorer(lm) if beam_size > 1 else None,
+            lm_weight=info["lm"]["weight"],
         )
         texts = [
             characters.decode(ids[0][:n])

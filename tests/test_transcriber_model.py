@@ -1,6 +1,6 @@
 """The speech model's parts, without training: configs, the character vocabulary, masks
-(a batch decodes each utterance as it would alone), the joint loss, joint CTC decoding, the
-stock-GRU twin and the training input pipeline."""
+(a batch decodes each utterance as it would alone), the joint loss, decoding joint with
+CTC and a language model, the stock-GRU twin and the training input pipeline."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from seq2seq.data.speech_pipeline import (
 )
 from seq2seq.models.transcriber import ConvSubsampling, Transcriber
 from seq2seq.utils.ctc import ctc_greedy_search
+from seq2seq.utils.ngram import CharNgramLM, NgramScorer
 
 TINY = "configs/test-asr-tiny.yaml"
 
@@ -157,17 +158,33 @@ def test_ctc_greedy_search_reads_the_ctc_head_and_ignores_padding():
     assert int(empty.lengths[0, 0]) == 0
 
 
-@pytest.mark.parametrize("ctc_weight", [0.5, 1.0])
-def test_joint_decoding_scores_are_the_weighted_decoder_and_ctc_log_likelihoods(ctc_weight):
+def tiny_lm() -> CharNgramLM:
+    """A 3-gram model of a few made-up sentences over the whole alphabet."""
+    words = ["the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "it's", "zebra"]
+    rng = np.random.default_rng(0)
+    sentences = [" ".join(rng.choice(words, size=rng.integers(1, 6))) for _ in range(200)]
+    return CharNgramLM.estimate(
+        [characters.encode(s) for s in sentences], 3, characters.VOCAB_SIZE,
+        characters.BOS_ID, characters.EOS_ID, min_count=2,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(("ctc_weight", "lm_weight"), [(0.5, 0.0), (1.0, 0.0), (0.3, 0.7)])
+def test_joint_decoding_scores_are_the_weighted_decoder_ctc_and_lm_log_likelihoods(
+    ctc_weight, lm_weight
+):
     """Every hypothesis of a joint beam search ends with EOS within the audio's frames,
-    and its score is `(1 - w) * decoder + w * CTC` log-likelihood, each computed apart:
-    the decoder teacher-forced on the transcript, CTC by TensorFlow's own loss."""
+    and its score is `(1 - w) * decoder + w * CTC + lm_weight * LM` log-likelihood, each
+    computed apart: the decoder teacher-forced on the transcript, CTC by TensorFlow's
+    own loss, the language model by its NumPy look-up."""
     model = tiny_model()
     signals = [speech_like(1.3, 4), speech_like(0.7, 5)]
     audio, lengths = pad_audio(signals)
+    lm = tiny_lm()
     result = model.search(
-        audio, lengths, beam_size=3, length_penalty=0.0, n_best=3, ctc_weight=ctc_weight
-    )
+        audio, lengths, beam_size=3, length_penalty=0.0, n_best=3, ctc_weight=ctc_weight,
+        lm=NgramScorer(lm), lm_weight=lm_weight,
+    )  # fmt: skip
     *_, ctc_logits, frame_lengths = model.encode(audio, lengths)
     checked = 0
     for row in range(len(signals)):
@@ -192,6 +209,7 @@ def test_joint_decoding_scores_are_the_weighted_decoder_and_ctc_log_likelihoods(
                 blank_index=characters.BLANK_ID,
             )[0]
             expected = (1 - ctc_weight) * decoder + ctc_weight * float(ctc)
+            expected += lm_weight * lm.log_prob(transcript)
             assert float(result.scores[row, k]) == pytest.approx(expected, rel=1e-3, abs=1e-3)
             checked += 1
     assert checked == 6

@@ -106,6 +106,10 @@ ASTERISK_TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-
 ASTERISK_VOICE = "asterisk:allison"
 
 COLUMNS = ("path", "transcript", "seconds", "voice")
+LM_TEXT = "lm.txt"
+"""Normalized transcripts of every training sentence of the text sources, synthesized
+or not, one per line: the language model's text (never a dev, test or evaluation
+transcript)."""
 SPLIT_FILES = {"train": "train.tsv", "dev": "dev.tsv", "test": "test-synthetic.tsv"}
 
 # --- numbers as words ----------------------------------------------------------------
@@ -716,6 +720,8 @@ def _is_up_to_date(manifest_path: Path, options: dict) -> bool:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         if manifest.get("options") != options:
             return False
+        if not (manifest_path.parent / manifest["lm_text"]["file"]).is_file():
+            return False
         for name in manifest["files"]:
             with (manifest_path.parent / name).open(encoding="utf-8") as rows:
                 for row in rows:
@@ -853,6 +859,8 @@ def prepare_asr(
     sentences = select_sentences(sources, excluded, stats)
     if not sentences["train"]:
         raise DataError("no training sentences: the text is empty after normalization")
+    with atomic_file(out_dir / LM_TEXT) as out:
+        out.writelines(f"{sentence.transcript}\n" for sentence in sentences["train"])
 
     # Voices and the plan.
     voices = list_voices(available)
@@ -983,6 +991,11 @@ def prepare_asr(
             "excluded_evaluation_transcripts": len(excluded),
             "normalization": "lowercase a-z, inner apostrophes, single spaces, numbers as"
             " words; engines speak the expanded words",
+        },
+        "lm_text": {
+            "file": LM_TEXT,
+            "sentences": len(sentences["train"]),
+            "characters": sum(len(s.transcript) + 1 for s in sentences["train"]),
         },
         "real": {
             "source": str(asterisk_sounds or ASTERISK_SOUNDS),

@@ -159,7 +159,8 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
             "A speech recognizer (task asr): 16 kHz audio and lengths in, text out, log-mel "
             "front-end and search in the graph; signatures serving_default (audio, "
             "audio_length), transcribe_wav (wav_bytes), ctc_greedy, greedy, beam_4 and "
-            "beam_8; beam search is joint with the CTC head (--ctc-weight). The "
+            "beam_8; beam search is joint with the CTC head (--ctc-weight) and a "
+            "character n-gram language model of the corpus' lm.txt (--lm-weight). The "
             "version appears only once it is complete and checked."
         ),
     )
@@ -200,6 +201,15 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
             "1 - W for the decoder's (default: the run's decoding.ctc_weight)"
         ),
     )
+    parser.add_argument(
+        "--lm-weight",
+        type=float,
+        metavar="W",
+        help=(
+            "speech: weight of the character language model's log-prob in beam search; "
+            "0: none (default: the run's decoding.lm_weight)"
+        ),
+    )
     parser.set_defaults(handler=run_export)
 
 
@@ -219,6 +229,7 @@ def run_export(args: argparse.Namespace) -> int:
             direction=args.direction,
             beam_size=args.beam_size,
             ctc_weight=args.ctc_weight,
+            lm_weight=args.lm_weight,
         )
     except (ValueError, OSError) as error:
         print(f"seq2seq export: error: {error}", file=sys.stderr)

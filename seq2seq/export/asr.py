@@ -11,7 +11,9 @@ Signatures:
 - `serving_default`: `audio` float32 `[batch, samples]` (16 kHz mono, zero-padded) and
   `audio_length` int32 `[batch]` -> `text` string `[batch]`, `score` float32 `[batch]`;
   the export's search: CTC greedy (beam size 0), or beam search joint with the CTC
-  head's prefix scores (`decoding.ctc_weight`);
+  head's prefix scores (`decoding.ctc_weight`) and a character n-gram language model
+  (`decoding.lm_order`, `decoding.lm_weight`; estimated at export from the corpus'
+  `lm.txt`, and held in the SavedModel's variables);
 - `transcribe_wav`: `wav_bytes` string `[batch]` (16-bit PCM WAV files at 16 kHz) ->
   the same outputs with the same search;
 - `greedy`, `ctc_greedy` (the CTC head's best path: no decoder) and `beam_N`
@@ -45,10 +47,14 @@ from seq2seq.export.saved_model import (
     write_prediction_logs,
 )
 from seq2seq.models.transcriber import Transcriber
+from seq2seq.utils.ngram import CharNgramLM, NgramScorer
 
 ASR_BEAM_SIZES = (4, 8)
 """Beam sizes that always get a `beam_N` signature (beam size 1 is `greedy`, 0 is
 `ctc_greedy`)."""
+
+LM_MIN_COUNT = 3
+"""Contexts seen fewer times are pruned from the exported language model."""
 
 MAX_SECONDS = 60.0
 """Audio past this many seconds of an utterance is ignored (bounds a request's memory)."""
@@ -82,7 +88,7 @@ def ids_to_text(ids: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
 
 
 def build_transcriber_module(
-    model: Transcriber, config: Config, beam_size: int
+    model: Transcriber, config: Config, beam_size: int, lm: CharNgramLM | None = None
 ) -> tuple[tf.Module, dict[str, tf.types.experimental.ConcreteFunction]]:
     """Wraps a transcriber in a module with audio and WAV signatures.
 
@@ -91,6 +97,8 @@ def build_transcriber_module(
         config: the run's config (`decoding` and the front-end's sample rate).
         beam_size: the search of `serving_default` and `transcribe_wav` (1: greedy, 0:
             CTC greedy).
+        lm: the language model of the beam searches (`decoding.lm_weight`). Default:
+            None.
 
     Returns:
         `(module, signatures)`, ready for `tf.saved_model.save(module, dir, signatures)`.
@@ -102,6 +110,8 @@ def build_transcriber_module(
     # TF Serving's session-based loader finds only variables tracked as tf.Variables, not
     # through the Keras variables that wrap them (DESIGN.md, "Pitfalls").
     module.model_variables = [variable.value for variable in model.variables]
+    scorer = NgramScorer(lm) if lm is not None and decoding.lm_weight > 0.0 else None
+    module.lm_variables = scorer.variables if scorer else []
 
     def search(audio: tf.Tensor, audio_length: tf.Tensor, beam: int) -> dict[str, tf.Tensor]:
         """Best transcript of each row; an empty batch gets empty outputs."""
@@ -124,6 +134,8 @@ def build_transcriber_module(
             max_length_ratio=decoding.max_length_ratio,
             max_length_offset=decoding.max_length_offset,
             ctc_weight=decoding.ctc_weight if beam > 1 else 0.0,
+            lm=scorer if beam > 1 else None,
+            lm_weight=decoding.lm_weight,
         )
         lengths = result.lengths[:, 0]
         scores = tf.where(audio_length > 0, result.scores[:, 0], 0.0)
@@ -181,6 +193,7 @@ def export_transcriber(
     weights: str | Path | None = None,
     beam_size: int | None = None,
     ctc_weight: float | None = None,
+    lm_weight: float | None = None,
 ) -> Path:
     """Exports a trained speech recognizer as the next version of a TF Serving model
     base directory (see the module docstring).
@@ -194,29 +207,35 @@ def export_transcriber(
             `decoding.beam_size`.
         ctc_weight: weight of the CTC prefix score in the beam searches. Default:
             `decoding.ctc_weight`. The export's `assets/config.yaml` records it.
+        lm_weight: weight of the language model in the beam searches (0: none).
+            Default: `decoding.lm_weight`; recorded like `ctc_weight`.
 
     Returns:
         The new version directory.
 
     Raises:
-        ValueError: bad weights or beam size, or a SavedModel that TF Serving could not
-            run; nothing is left in `base_path` then.
+        ValueError: bad weights, beam size or weights of the search, a missing language
+            model text, or a SavedModel that TF Serving could not run; nothing is left
+            in `base_path` then.
     """
     run_dir, base_path = Path(run_dir), Path(base_path)
     weights = Path(weights) if weights else run_dir / "best.weights.h5"
     beam_size = config.decoding.beam_size if beam_size is None else beam_size
     if beam_size < 0:
         raise ValueError(f"beam size must be 0 (CTC greedy) or more, got {beam_size}")
-    if ctc_weight is not None:
-        decoding = dataclasses.replace(config.decoding, ctc_weight=ctc_weight)
+    overrides = {"ctc_weight": ctc_weight, "lm_weight": lm_weight}
+    overrides = {name: value for name, value in overrides.items() if value is not None}
+    if overrides:
+        decoding = dataclasses.replace(config.decoding, **overrides)
         config = dataclasses.replace(config, decoding=decoding)
-        validate(config, "--ctc-weight")
+        validate(config, " and ".join(f"--{name.replace('_', '-')}" for name in overrides))
     if not weights.is_file():
         raise ValueError(f"{weights}: no such weights file")
+    lm, lm_info = language_model(config) if config.decoding.lm_weight > 0.0 else (None, None)
     model = Transcriber(config.model)
     model.build()
     load_weights(model, weights)
-    module, signatures = build_transcriber_module(model, config, beam_size)
+    module, signatures = build_transcriber_module(model, config, beam_size, lm)
     sample_rate = model.front_end.sample_rate
     info = {
         "task": "asr",
@@ -226,6 +245,7 @@ def export_transcriber(
         "beam_size": beam_size,
         "beam_sizes": asr_beam_sizes(beam_size),
         "ctc_weight": config.decoding.ctc_weight,
+        "lm": lm_info,
         "vocabulary": list(characters.VOCABULARY),
     }
     signals = warmup_audio(sample_rate)
@@ -243,6 +263,45 @@ def export_transcriber(
         _check_transcribes(directory, signals)
 
     return publish_version(base_path, write)
+
+
+def language_model(config: Config) -> tuple[CharNgramLM, dict]:
+    """The character n-gram model of `decoding.lm_order` estimated from the corpus'
+    language-model text (`data.dir/lm.txt`), and what `export.json` records of it.
+
+    Raises:
+        ValueError: naming the text when it is missing or empty.
+    """
+    import hashlib
+
+    from seq2seq.data.speech import LM_TEXT
+
+    path = Path(config.data.dir) / LM_TEXT
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ValueError(
+            f"{path}: cannot read the language model's text ({error.strerror}); run "
+            "`seq2seq prepare asr`, or export with --lm-weight 0"
+        ) from None
+    sentences = [characters.encode(line) for line in text.splitlines()]
+    if not any(sentences):
+        raise ValueError(f"{path}: no text for the language model")
+    order = config.decoding.lm_order
+    lm = CharNgramLM.estimate(
+        sentences, order, characters.VOCAB_SIZE, characters.BOS_ID, characters.EOS_ID,
+        LM_MIN_COUNT,
+    )  # fmt: skip
+    info = {
+        "order": order,
+        "weight": config.decoding.lm_weight,
+        "min_count": LM_MIN_COUNT,
+        "contexts": len(lm.keys),
+        "text": str(path),
+        "text_sha1": hashlib.sha1(text.encode()).hexdigest(),
+        "sentences": len(sentences),
+    }
+    return lm, info
 
 
 def _check_transcribes(export_dir: Path, signals: list[np.ndarray]) -> None:

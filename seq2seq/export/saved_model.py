@@ -378,6 +378,7 @@ def export_run(
     direction: str | None = None,
     beam_size: int | None = None,
     ctc_weight: float | None = None,
+    lm_weight: float | None = None,
 ) -> Path:
     """Exports a trained translator as the next version of a TF Serving model base dir.
 
@@ -393,8 +394,8 @@ def export_run(
             `data.directions`. Default: the first of them.
         beam_size: beam size of `serving_default`. Default: the run's
             `decoding.beam_size`.
-        ctc_weight: speech recognizers only: `decoding.ctc_weight` of the export's
-            beam searches. Default: the run's.
+        ctc_weight, lm_weight: speech recognizers only: `decoding.ctc_weight` and
+            `decoding.lm_weight` of the export's beam searches. Default: the run's.
 
     Returns:
         The new version directory, `base_path/<version>`.
@@ -410,9 +411,12 @@ def export_run(
             raise ValueError(f"{run_dir}: --direction is for translators; this run is task asr")
         from seq2seq.export.asr import export_transcriber
 
-        return export_transcriber(run_dir, base_path, config, weights, beam_size, ctc_weight)
-    if ctc_weight is not None:
-        raise ValueError(f"{run_dir}: --ctc-weight is for speech recognizers, not translators")
+        return export_transcriber(
+            run_dir, base_path, config, weights, beam_size, ctc_weight, lm_weight
+        )
+    for flag, value in (("--ctc-weight", ctc_weight), ("--lm-weight", lm_weight)):
+        if value is not None:
+            raise ValueError(f"{run_dir}: {flag} is for speech recognizers, not translators")
     weights = Path(weights) if weights else run_dir / "best.weights.h5"
     direction = direction or config.data.directions[0]
     beam_size = config.decoding.beam_size if beam_size is None else beam_size

@@ -31,6 +31,7 @@ from seq2seq.encoders import RNNEncoder
 from seq2seq.training.losses import SmoothedCrossEntropy
 from seq2seq.utils import decoding
 from seq2seq.utils.ctc import CTCPrefixScorer, ctc_greedy_search
+from seq2seq.utils.ngram import NgramScorer
 
 
 def subsampled_lengths(lengths, steps: int):
@@ -310,6 +311,8 @@ class Transcriber(keras.Model):
         max_length_offset: int = 10,
         n_best: int = 1,
         ctc_weight: float = 0.0,
+        lm: NgramScorer | None = None,
+        lm_weight: float = 0.0,
     ) -> decoding.DecodingResult:
         """Transcribes a batch of audio: CTC greedy with `beam_size=0`, greedy with 1,
         else beam search, optionally jointly with the CTC head. Graph code (eager,
@@ -328,7 +331,12 @@ class Transcriber(keras.Model):
             ctc_weight: when positive, joint decoding: the search scores each
                 hypothesis by `(1 - w) * decoder log-prob + w * CTC prefix log-prob`
                 (Watanabe et al., 2017), so that CTC keeps it aligned with the audio.
+                With 1, the decoder is not run at all (CTC prefix beam search).
                 Default: 0.
+            lm: a character language model for shallow fusion: with a positive
+                `lm_weight`, `lm_weight * log p_lm(next character)` is added to every
+                extension's score. Default: None.
+            lm_weight: the language model's weight. Default: 0.
 
         Returns:
             A `DecodingResult` (ids are character ids; EOS excluded).
@@ -340,9 +348,10 @@ class Transcriber(keras.Model):
         max_length = ops.where(lengths > 0, max_length + max_length_offset, 0)
         memory = (memory, keys, memory_mask)
         step = self.decode_step
-        if ctc_weight > 0.0:
-            step, memory, state = self._joint_decoding(
-                ctc_weight, step, memory, state, ctc_logits, lengths
+        lm = lm if lm_weight > 0.0 else None
+        if ctc_weight > 0.0 or lm is not None:
+            step, memory, state = self._fused_decoding(
+                memory, state, ctc_weight, ctc_logits, lengths, lm, lm_weight
             )
         return decoding.decode(
             step,
@@ -357,22 +366,36 @@ class Transcriber(keras.Model):
             n_best=n_best,
         )
 
-    @staticmethod
-    def _joint_decoding(weight: float, step, memory, state, ctc_logits, lengths):
-        """The step function, memory and initial state of a search that adds the CTC
-        prefix score to the decoder's: `(1 - weight) * decoder + weight * CTC` per token."""
-        scorer = CTCPrefixScorer(blank_id=BLANK_ID, bos_id=BOS_ID, eos_id=EOS_ID)
-        emissions = scorer.emissions(ctc_logits, lengths)
+    def _fused_decoding(self, memory, state, ctc_weight, ctc_logits, lengths, lm, lm_weight):
+        """The step function, memory and initial state of a search that scores each
+        token by `(1 - ctc_weight) * decoder + ctc_weight * CTC prefix + lm_weight * LM`
+        (a scorer left out has an empty state and memory)."""
+        ctc = CTCPrefixScorer(blank_id=BLANK_ID, bos_id=BOS_ID, eos_id=EOS_ID)
+        emissions = ctc.emissions(ctc_logits, lengths) if ctc_weight > 0.0 else ()
+        ctc_state = ctc.initial_state(emissions) if ctc_weight > 0.0 else ()
+        lm_state = lm.initial_state(ops.shape(lengths)[0]) if lm is not None else ()
+        uses_decoder = ctc_weight < 1.0  # CTC alone is much faster without it
+        if not uses_decoder:
+            memory, state = (), ()
 
-        def joint_step(ids, joint_state, joint_memory):
-            decoder_state, ctc_state = joint_state
-            *decoder_memory, tiled_emissions = joint_memory
-            log_probs, decoder_state, attention = step(ids, decoder_state, decoder_memory)
-            ctc_scores, ctc_state = scorer.step(ids, ctc_state, tiled_emissions)
-            scores = (1.0 - weight) * log_probs + weight * ctc_scores
-            return scores, (decoder_state, ctc_state), attention
+        def fused_step(ids, fused_state, fused_memory):
+            decoder_state, ctc_state, lm_state = fused_state
+            *decoder_memory, tiled_emissions = fused_memory
+            scores, attention = 0.0, None
+            if uses_decoder:
+                log_probs, decoder_state, attention = self.decode_step(
+                    ids, decoder_state, decoder_memory
+                )
+                scores = (1.0 - ctc_weight) * log_probs
+            if ctc_weight > 0.0:
+                ctc_scores, ctc_state = ctc.step(ids, ctc_state, tiled_emissions)
+                scores += ctc_weight * ctc_scores
+            if lm is not None:
+                lm_scores, lm_state = lm.step(ids, lm_state)
+                scores += lm_weight * lm_scores
+            return scores, (decoder_state, ctc_state, lm_state), attention
 
-        return joint_step, (*memory, emissions), (state, scorer.initial_state(emissions))
+        return fused_step, (*memory, emissions), (state, ctc_state, lm_state)
 
     def get_config(self):
         return {

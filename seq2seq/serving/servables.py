@@ -51,9 +51,20 @@ def _invalid(message: str) -> ServingError:
     return ServingError(grpc.StatusCode.INVALID_ARGUMENT, message)
 
 
+_CONTEXT = ("Graph execution error", "Detected at node", "<stack traces", "[[", "in user code")
+
+
 def _first_line(error: BaseException) -> str:
-    """The first line of an error message (TensorFlow's run to pages of context)."""
-    return next(iter(str(error).strip().splitlines()), type(error).__name__)
+    r"""The first line of an error message that says what went wrong (TensorFlow's run to
+    pages of context: where in the graph, stack traces).
+
+    >>> _first_line(ValueError("Graph execution error:\n\nDetected at node x\n"
+    ...                        "assertion failed: [not a WAV file]\n\t [[{{node x}}]]"))
+    'assertion failed: [not a WAV file]'
+    """
+    lines = [line.strip() for line in str(error).splitlines()]
+    meaningful = [line for line in lines if line and not line.startswith(_CONTEXT)]
+    return next(iter(meaningful), type(error).__name__)
 
 
 def read_signature_defs(model_dir: Path) -> dict[str, meta_graph_pb2.SignatureDef]:
@@ -158,6 +169,8 @@ class Servable:
             outputs = function(**tensors)
         except (tf.errors.InvalidArgumentError, tf.errors.OutOfRangeError) as error:
             raise _invalid(_first_line(error)) from None
+        except UnicodeDecodeError:  # an op's message quoted input bytes that are not UTF-8
+            raise _invalid("the model rejected the input (an op quoted it in binary)") from None
         return {key: value.numpy() for key, value in outputs.items()}
 
 
