@@ -14,11 +14,14 @@ quietest points, for transcribing long recordings piece by piece.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import struct
+import sys
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -187,20 +190,27 @@ def _decode(data: bytes, name: str, path: Path | None, strict: bool):
     if not data:
         raise AudioError(f"{name}: empty file")
     errors = (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError)
-    try:
-        file = soundfile.SoundFile(_Buffer(data))
-    except errors as error:  # a format libsndfile lacks: another decoder may have it
-        samples, rate = _decode_audioread(data, name, path, _reason(error))
+    with _c_stderr() as notes:
+        try:
+            file = soundfile.SoundFile(_Buffer(data))
+        except errors as error:  # a format libsndfile lacks: another decoder may have it
+            file, reason = None, _reason(error)
+        else:
+            # libsndfile knows the format: a failure now is a broken file, which another
+            # decoder would only half read.
+            with file:
+                declared, rate = file.frames, file.samplerate
+                try:
+                    samples = _read_blocks(file)
+                except errors as error:
+                    raise AudioError(f"{name}: cannot decode audio ({_reason(error)})") from None
+    if file is None:
+        samples, rate = _decode_audioread(data, name, path, reason)
         declared = len(samples)
-    else:
-        # libsndfile knows the format: a failure now is a broken file, which another
-        # decoder would only half read.
-        with file:
-            declared, rate = file.frames, file.samplerate
-            try:
-                samples = _read_blocks(file)
-            except errors as error:
-                raise AudioError(f"{name}: cannot decode audio ({_reason(error)})") from None
+    if notes:  # libmpg123 reports damaged frames, which it skips, on stderr
+        warnings.warn(
+            f"{name}: the decoder reported damage ({notes[0]})", AudioWarning, stacklevel=3
+        )
     truncation = _wav_truncation(data) or _ogg_truncation(data)
     if truncation is None and len(samples) < 0.99 * declared:
         truncation = f"header declares {declared} samples, only {len(samples)} decode"
@@ -211,6 +221,26 @@ def _decode(data: bytes, name: str, path: Path | None, strict: bool):
     if len(samples) == 0 or samples.shape[1] == 0:
         raise AudioError(f"{name}: contains no audio samples")
     return samples, int(rate)
+
+
+@contextlib.contextmanager
+def _c_stderr() -> Iterator[list[str]]:
+    """Captures what C libraries write to file descriptor 2 meanwhile (libmpg123 prints
+    notes on damaged MP3 frames there, which would break the CLI's one line per
+    problem); yields a list that holds the captured lines once the block ends."""
+    lines: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            text = capture.read().decode("utf-8", errors="replace")
+            lines.extend(line.strip() for line in text.splitlines() if line.strip())
 
 
 def _decode_audioread(data: bytes, name: str, path: Path | None, reason: str):

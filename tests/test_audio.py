@@ -409,6 +409,7 @@ def wav_bytes(seconds: float = 0.5) -> bytes:
         ("cut.mp3", None, "truncated"),
     ],
 )
+@pytest.mark.filterwarnings("ignore::audio.io.AudioWarning")  # half an MP3: damage, then error
 def test_bad_files_raise_audio_error_naming_them(tmp_path, name, content, message):
     path = tmp_path / name
     if content is None:  # half of a real file of that format
@@ -420,6 +421,25 @@ def test_bad_files_raise_audio_error_naming_them(tmp_path, name, content, messag
     with pytest.raises(AudioError, match=message) as error:
         load_audio(path)
     assert str(error.value).startswith(str(path))
+
+
+def test_damaged_mp3_frames_are_one_warning_not_decoder_chatter(tmp_path, capfd):
+    """libmpg123 skips damaged frames and says so on file descriptor 2: the notes become
+    one `AudioWarning` naming the file, and nothing reaches the real stderr."""
+    buffer = io.BytesIO()
+    soundfile.write(buffer, speech_like(10.0, seed=8), SR, format="MP3")
+    data = bytearray(buffer.getvalue())
+    data[20000:20100] = bytes(100)  # a frame of zeros in the middle (< 1% of the audio)
+    path = tmp_path / "damaged.mp3"
+    path.write_bytes(bytes(data))
+    capfd.readouterr()
+    with pytest.warns(AudioWarning, match="damaged.mp3: the decoder reported damage") as caught:
+        audio = load_audio(path)
+    assert len(caught) == 1 and len(audio) > SR  # the rest decoded
+    assert capfd.readouterr().err == ""
+    with warnings.catch_warnings():  # an intact file: no warning
+        warnings.simplefilter("error")
+        load_audio(buffer.getvalue())
 
 
 def test_missing_file_and_lenient_truncation(tmp_path):
