@@ -155,7 +155,7 @@ class SpeechDecodingConfig(DecodingConfig):
     ctc_weight: float = 0.3  # beam search: weight of the CTC prefix score (joint decoding)
     # Beam search: a character n-gram model of the corpus' lm.txt (order; 0: none) whose
     # log-prob, times lm_weight, is added to each character's score (shallow fusion).
-    lm_order: int = 6
+    lm_order: int = 7
     lm_weight: float = 0.0
     max_piece_seconds: float = 20.0  # clients split longer audio at silences
 

@@ -135,7 +135,7 @@ def test_export_layout_ops_and_warmup(tiny_asr_export):
     config = yaml.safe_load((export_dir / "assets" / "config.yaml").read_text(encoding="utf-8"))
     assert info["ctc_weight"] == config["decoding"]["ctc_weight"] == 0.5
     assert info["lm"]["weight"] == config["decoding"]["lm_weight"] == 0.3
-    assert info["lm"]["order"] == config["decoding"]["lm_order"] == 6
+    assert info["lm"]["order"] == config["decoding"]["lm_order"] == 7
     assert info["lm"]["sentences"] == 960 and info["lm"]["contexts"] > 100
     check_serving_ops(export_dir)  # passes: no PyFunc, no cuDNN, core ops only
     loaded = tf.saved_model.load(str(export_dir))

@@ -53,8 +53,10 @@ ASR_BEAM_SIZES = (4, 8)
 """Beam sizes that always get a `beam_N` signature (beam size 1 is `greedy`, 0 is
 `ctc_greedy`)."""
 
-LM_MIN_COUNT = 3
-"""Contexts seen fewer times are pruned from the exported language model."""
+LM_MIN_COUNT = 6
+"""Contexts seen fewer times are pruned from the exported language model: on
+`seq2seq prepare asr`'s text, the 7-gram model keeps 177,710 contexts (6.9 MB) instead
+of 262,088 (10.2 MB at 3) for 0.01 more bits per character on the dev transcripts."""
 
 MAX_SECONDS = 60.0
 """Audio past this many seconds of an utterance is ignored (bounds a request's memory)."""

@@ -1,6 +1,6 @@
 """A character n-gram language model for the speech recognizer's search (shallow fusion).
 
-- `CharNgramLM`: estimated with NumPy from text (interpolated Witten-Bell smoothing,
+- `CharNgramLM`: estimated with NumPy from text (interpolated Kneser-Ney smoothing,
   contexts seen fewer than `min_count` times pruned), saved and loaded as `.npz`.
 - `NgramScorer`: its next-character log-probabilities as TensorFlow graph code, for
   the beam search to add `lm_weight * log p_lm(c | history)` to each extension.
@@ -49,10 +49,10 @@ class CharNgramLM:
 
     >>> lm = CharNgramLM.estimate([[3, 4], [3, 4, 4]], order=2, vocab_size=5, bos_id=2,
     ...                           eos_id=1, min_count=1)
-    >>> round(float(np.exp(lm.next_log_probs([2])[3])), 1)  # p(3 | <s>) = 2.3 / 3
-    0.8
-    >>> round(lm.log_prob([3, 4]), 1)  # log p(3 4 </s>) = log(2.3 / 3 * 0.8 * 0.52)
-    -1.1
+    >>> round(float(np.exp(lm.next_log_probs([2])[3])), 1)  # (2 - 1/7 + 1/7 * 0.25) / 2
+    0.9
+    >>> round(lm.log_prob([3, 4]), 2)  # log(0.95 * 0.96 * 0.64), each to a byte's grid
+    -0.57
     """
 
     order: int
@@ -83,11 +83,15 @@ class CharNgramLM:
     ) -> CharNgramLM:
         """Estimates the model from sentences of token ids (without BOS and EOS).
 
-        Interpolated Witten-Bell: `p(w | h) = (c(h, w) + T(h) p(w | h')) / (c(h) +
-        T(h))`, where `T(h)` counts the distinct tokens seen after `h` and `h'` is `h`
-        without its oldest token; the empty context interpolates with the uniform
-        distribution over the tokens ever predicted. A context seen fewer than
-        `min_count` times is dropped (its longest kept suffix stands in for it).
+        Interpolated Kneser-Ney (Chen and Goodman, 1998, with one discount per order):
+        `p(w | h) = max(c(h, w) - D, 0) / c(h) + D T(h) / c(h) p(w | h')`, where `h'`
+        is `h` without its oldest token, `T(h)` counts the distinct tokens after `h`,
+        and `D = n1 / (n1 + 2 n2)` from the order's counts of counts. The longest
+        contexts count occurrences; shorter ones count distinct left extensions
+        (how many contexts a pair continues), except those that start with BOS, which
+        have none. The empty context interpolates with the uniform distribution over
+        the tokens ever predicted. A context seen fewer than `min_count` times is
+        dropped (its longest kept suffix stands in for it).
 
         Raises:
             ValueError: on an order below 1, a key that would not fit in int64, or
@@ -107,30 +111,38 @@ class CharNgramLM:
         predicted = positions > 0
         base = vocab_size + 1
 
-        keys_by_order, rows_by_order = [], []
-        seen = np.zeros(vocab_size, bool)
-        seen[np.unique(tokens[predicted])] = True
+        # Occurrences of each (context of length k, token) pair, as sorted pair keys.
+        pairs = []
         key = np.zeros(len(tokens), np.int64)  # key of the context of length k before i
         for k in range(order):
             if k:
-                valid = positions >= k
                 previous = np.roll(tokens, k)
-                key = np.where(valid, key + (previous + 1) * base ** (k - 1), 0)
+                key = np.where(positions >= k, key + (previous + 1) * base ** (k - 1), 0)
             mask = predicted & (positions >= k)
-            pair_keys, counts = np.unique(key[mask] * base + tokens[mask], return_counts=True)
+            pairs.append(np.unique(key[mask] * base + tokens[mask], return_counts=True))
+
+        keys_by_order, rows_by_order = [], []
+        seen = np.zeros(vocab_size, bool)
+        seen[np.unique(tokens[predicted])] = True
+        for k, (pair_keys, occurrences) in enumerate(pairs):
+            counts = occurrences
+            if k < order - 1:
+                counts = _left_extensions(pair_keys, occurrences, pairs[k + 1][0], k, base)
             context_keys, context_index = np.unique(pair_keys // base, return_inverse=True)
             table = np.zeros((len(context_keys), vocab_size))
             np.add.at(table, (context_index, pair_keys % base), counts)
-            totals, types = table.sum(axis=1), (table > 0).sum(axis=1)
-            keep = totals >= (min_count if k else 1)
+            seen_times = np.bincount(context_index, weights=occurrences)
+            ones, twos = np.sum(counts == 1), np.sum(counts == 2)
+            discount = ones / (ones + 2 * twos) if ones else 0.0
+            keep = seen_times >= (min_count if k else 1)
             context_keys, table = context_keys[keep], table[keep]
-            totals, types = totals[keep, None], types[keep, None]
+            totals, types = table.sum(axis=1, keepdims=True), (table > 0).sum(axis=1)[:, None]
             if k == 0:
                 lower = np.where(seen, 1.0 / seen.sum(), 0.0)[None, :]
             else:
                 parents = np.searchsorted(keys_by_order[-1], context_keys % base ** (k - 1))
                 lower = rows_by_order[-1][parents]
-            rows = (table + types * lower) / (totals + types)
+            rows = (np.maximum(table - discount, 0) + discount * types * lower) / totals
             keys_by_order.append(context_keys)
             rows_by_order.append(rows)
         keys = np.concatenate(keys_by_order)
@@ -240,6 +252,17 @@ class NgramScorer:
         codes = tf.gather(self.codes, rows)
         log_probs = -STEP * tf.cast(codes, tf.float32)
         return tf.where(tf.equal(codes, _IMPOSSIBLE), _NEG_INF, log_probs), state
+
+
+def _left_extensions(pair_keys, occurrences, longer_pair_keys, k: int, base: int) -> np.ndarray:
+    """Kneser-Ney's counts of (context of length k, token) pairs: in how many distinct
+    contexts of length k + 1 each pair occurs. A pair whose context starts with BOS
+    occurs in none (nothing comes before BOS) and keeps its occurrences."""
+    shorter = (longer_pair_keys // base % base**k) * base + longer_pair_keys % base
+    extended, extensions = np.unique(shorter, return_counts=True)
+    index = np.minimum(np.searchsorted(extended, pair_keys), len(extended) - 1)
+    found = extended[index] == pair_keys
+    return np.where(found, extensions[index], occurrences)
 
 
 def decode_log_probs(codes: np.ndarray) -> np.ndarray:

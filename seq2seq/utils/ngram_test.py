@@ -1,4 +1,4 @@
-"""The character n-gram model against Witten-Bell smoothing written out by hand, its
+"""The character n-gram model against Kneser-Ney smoothing written out by hand, its
 pruning, and its TensorFlow scorer against the NumPy look-up."""
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ def random_sentences(count: int, seed: int) -> list[list[int]]:
             for _ in range(count)]  # fmt: skip
 
 
-def witten_bell(sentences, order):
-    """`p(token, history)` of interpolated Witten-Bell, from dictionaries of counts."""
+def kneser_ney(sentences, order):
+    """`p(token, history)` of interpolated Kneser-Ney, from dictionaries of counts."""
     following: dict[tuple, Counter] = defaultdict(Counter)
     for sentence in sentences:
         tokens = [BOS, *sentence, EOS]
@@ -31,25 +31,38 @@ def witten_bell(sentences, order):
                 following[tuple(tokens[i - k : i])][tokens[i]] += 1
     predicted = set(following[()])
 
+    def counts(history):  # occurrences for the longest contexts, else left extensions
+        if len(history) == order - 1 or history[:1] == (BOS,):
+            return following[history]
+        left = [h for h in following if len(h) == len(history) + 1 and h[1:] == history]
+        return Counter({w: sum(following[h][w] > 0 for h in left) for w in following[history]})
+
+    discounts = {}
+    for length in range(order):
+        values = [c for h in list(following) if len(h) == length for c in counts(h).values()]
+        ones, twos = values.count(1), values.count(2)
+        discounts[length] = ones / (ones + 2 * twos) if ones else 0.0
+
     def probability(token, history):
         history = tuple(history[-(order - 1) :]) if order > 1 else ()
         while history not in following:  # unseen: its longest seen suffix stands in
             history = history[1:]
-        counts = following[history]
-        total, types = sum(counts.values()), len(counts)
-        lower = (token in predicted) / len(predicted) if not history else None
+        c = counts(history)
+        total, types, discount = sum(c.values()), len(c), discounts[len(history)]
         if history:
             lower = probability(token, history[1:])
-        return (counts[token] + types * lower) / (total + types)
+        else:
+            lower = (token in predicted) / len(predicted)
+        return (max(c[token] - discount, 0) + discount * types * lower) / total
 
     return probability
 
 
 @pytest.mark.parametrize("order", [1, 2, 4])
-def test_probabilities_are_witten_bell_written_out(order):
+def test_probabilities_are_kneser_ney_written_out(order):
     train, held_out = random_sentences(300, seed=order), random_sentences(30, seed=99)
     lm = CharNgramLM.estimate(train, order, VOCAB, BOS, EOS, min_count=1)
-    reference = witten_bell(train, order)
+    reference = kneser_ney(train, order)
     for sentence in held_out:
         history = [BOS]
         for token in [*sentence, EOS]:
