@@ -91,7 +91,7 @@ AUDIO_REQUESTS = st.builds(
 )
 
 
-@settings(FUZZ, max_examples=300)
+@settings(FUZZ, max_examples=150)
 @given(request=AUDIO_REQUESTS | WAV_REQUESTS)
 @example(request={"inputs": {"audio": [SPEECH_LIKE.tolist()], "audio_length": [8000]}})
 @example(request={"instances": [{"audio": [math.nan] * 400, "audio_length": 400}]})
