@@ -20,6 +20,7 @@ import os
 import struct
 import sys
 import tempfile
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -190,7 +191,10 @@ def _decode(data: bytes, name: str, path: Path | None, strict: bool):
     if not data:
         raise AudioError(f"{name}: empty file")
     errors = (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError)
-    with _c_stderr() as notes:
+    # Only MPEG audio: capturing file descriptor 2 is process-wide, so it must not sit
+    # on the path of every training file that tf.data loads in parallel.
+    capture = _c_stderr() if _looks_like_mpeg(data) else contextlib.nullcontext([])
+    with capture as notes:
         try:
             file = soundfile.SoundFile(_Buffer(data))
         except errors as error:  # a format libsndfile lacks: another decoder may have it
@@ -223,15 +227,24 @@ def _decode(data: bytes, name: str, path: Path | None, strict: bool):
     return samples, int(rate)
 
 
+_STDERR_LOCK = threading.Lock()
+
+
+def _looks_like_mpeg(data: bytes) -> bool:
+    """An ID3 tag or an MPEG audio frame sync at the start: what libmpg123 decodes."""
+    return data[:3] == b"ID3" or (len(data) > 1 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0)
+
+
 @contextlib.contextmanager
 def _c_stderr() -> Iterator[list[str]]:
     """Captures what C libraries write to file descriptor 2 meanwhile (libmpg123 prints
     notes on damaged MP3 frames there, which would break the CLI's one line per
-    problem); yields a list that holds the captured lines once the block ends."""
+    problem); yields a list that holds the captured lines once the block ends. One
+    capture at a time: two threads swapping descriptor 2 would restore each other's."""
     lines: list[str] = []
     sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as capture:
+    with _STDERR_LOCK, tempfile.TemporaryFile() as capture:
+        saved = os.dup(2)
         os.dup2(capture.fileno(), 2)
         try:
             yield lines

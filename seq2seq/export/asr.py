@@ -99,8 +99,8 @@ def build_transcriber_module(
         config: the run's config (`decoding` and the front-end's sample rate).
         beam_size: the search of `serving_default` and `transcribe_wav` (1: greedy, 0:
             CTC greedy).
-        lm: the language model of the beam searches (`decoding.lm_weight`). Default:
-            None.
+        lm: the language model of the beam searches, at `decoding.lm_weight`.
+            Default: None.
 
     Returns:
         `(module, signatures)`, ready for `tf.saved_model.save(module, dir, signatures)`.
@@ -112,7 +112,7 @@ def build_transcriber_module(
     # TF Serving's session-based loader finds only variables tracked as tf.Variables, not
     # through the Keras variables that wrap them (DESIGN.md, "Pitfalls").
     module.model_variables = [variable.value for variable in model.variables]
-    scorer = NgramScorer(lm) if lm is not None and decoding.lm_weight > 0.0 else None
+    scorer = NgramScorer(lm) if lm is not None else None
     module.lm_variables = scorer.variables if scorer else []
 
     def search(audio: tf.Tensor, audio_length: tf.Tensor, beam: int) -> dict[str, tf.Tensor]:

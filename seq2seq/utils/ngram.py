@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
 
 _NEG_INF = float("-inf")
 STEP = 16.0 / 254
@@ -221,8 +222,6 @@ class NgramScorer:
     """
 
     def __init__(self, lm: CharNgramLM):
-        import tensorflow as tf
-
         self.order = lm.order
         self.base = lm.base
         self.keys = tf.Variable(lm.keys, trainable=False, dtype=tf.int64, name="lm_keys")
@@ -231,14 +230,10 @@ class NgramScorer:
 
     def initial_state(self, rows):
         """The empty history of `rows` hypotheses."""
-        import tensorflow as tf
-
         return tf.zeros([rows], tf.int64)
 
     def step(self, ids, state):
         """`(log_probs [rows, vocab], new_state)` after appending `ids` (int `[rows]`)."""
-        import tensorflow as tf
-
         span = self.base ** max(self.order - 1, 0)
         state = (state * self.base + tf.cast(ids, tf.int64) + 1) % span
         # The keys of the newest k tokens, longest first; key 0 (k = 0) is always kept.
