@@ -18,12 +18,13 @@ from __future__ import annotations
 import abc
 import dataclasses
 import json
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from audio.io import split_at_silences
+from audio.io import split_at_silences, split_stream
 from seq2seq.data.speech_pipeline import length_batches, pad_audio
 from seq2seq.export import EXPORT_INFO, SearchSignatures, resolve_model_dir
 
@@ -38,6 +39,9 @@ MAX_BATCH_SECONDS = 160.0
 
 MAX_BATCH_ROWS = 32
 """Pieces per model call."""
+
+STREAM_GROUP_BATCHES = 4
+"""`transcribe_stream` sorts pieces into model calls this many calls' audio at a time."""
 
 
 @dataclasses.dataclass
@@ -111,22 +115,71 @@ class Transcriber(SearchSignatures, abc.ABC):
         """
         signature_name = self.signature_name(beam_size)
         pieces = [self.pieces(np.asarray(signal, np.float32)) for signal in signals]
-        flat = [piece for parts in pieces for piece in parts]
-        texts, scores = [""] * len(flat), np.zeros(len(flat))
+        texts, scores = self._transcribe_pieces(
+            signature_name, [piece for parts in pieces for piece in parts]
+        )
+        transcripts, start = [], 0
+        for parts in pieces:
+            end = start + len(parts)
+            transcripts.append(_joined(texts[start:end], scores[start:end]))
+            start = end
+        return transcripts
+
+    def transcribe_stream(
+        self, blocks: Iterable[np.ndarray], beam_size: int | None = None
+    ) -> Transcript:
+        """Transcribes one signal given as consecutive blocks (`audio.io.stream_audio`'s),
+        holding only the audio not yet transcribed: a recording of hours takes the memory
+        of a few minutes. The pieces are those `transcribe` cuts the joined blocks into
+        (`audio.io.split_stream`), so the transcript is the same up to float rounding
+        (pieces share model calls with other pieces).
+
+        Raises:
+            ValueError: when the model has no signature for `beam_size`.
+        """
+        signature_name = self.signature_name(beam_size)
+        group_samples = int(STREAM_GROUP_BATCHES * MAX_BATCH_SECONDS * self.sample_rate)
+        texts: list[str] = []
+        scores: list[np.ndarray] = []
+        for group in _groups(
+            split_stream(blocks, self.max_piece_seconds, self.sample_rate), group_samples
+        ):
+            group_texts, group_scores = self._transcribe_pieces(signature_name, group)
+            texts += group_texts
+            scores.append(group_scores)
+        return _joined(texts, np.concatenate(scores) if scores else np.zeros(0))
+
+    def _transcribe_pieces(
+        self, signature_name: str, pieces: list[np.ndarray]
+    ) -> tuple[list[str], np.ndarray]:
+        """The text and score of each piece, in model calls of pieces of similar length."""
+        texts, scores = [""] * len(pieces), np.zeros(len(pieces))
         max_samples = int(MAX_BATCH_SECONDS * self.sample_rate)
-        for rows in length_batches([len(p) for p in flat], max_samples, MAX_BATCH_ROWS):
-            audio, lengths = pad_audio([flat[row] for row in rows])
+        for rows in length_batches([len(p) for p in pieces], max_samples, MAX_BATCH_ROWS):
+            audio, lengths = pad_audio([pieces[row] for row in rows])
             outputs, row_scores = self._run(signature_name, audio, lengths)
             for row, text, score in zip(rows, outputs, row_scores, strict=True):
                 texts[row] = text.decode("utf-8", errors="replace")
                 scores[row] = float(score)
-        transcripts, start = [], 0
-        for parts in pieces:
-            end = start + len(parts)
-            text = " ".join(t for t in texts[start:end] if t)
-            transcripts.append(Transcript(text, float(scores[start:end].sum()), len(parts)))
-            start = end
-        return transcripts
+        return texts, scores
+
+
+def _groups(pieces: Iterable[np.ndarray], samples: int) -> Iterator[list[np.ndarray]]:
+    """Consecutive pieces in lists of about `samples` samples (the last may be short):
+    enough for full model calls of pieces of similar length."""
+    group: list[np.ndarray] = []
+    for piece in pieces:
+        group.append(piece)
+        if sum(len(p) for p in group) >= samples:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
+def _joined(texts: list[str], scores: np.ndarray) -> Transcript:
+    """The transcript of a signal from those of its pieces."""
+    return Transcript(" ".join(t for t in texts if t), float(scores.sum()), len(texts))
 
 
 def _is_speech_signature(inputs: Any) -> bool:

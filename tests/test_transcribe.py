@@ -30,7 +30,7 @@ from seq2seq.export.asr import language_model
 from seq2seq.export.saved_model import check_serving_ops, load_run
 from seq2seq.training.asr import build_asr_model
 from seq2seq.training.callbacks import transcribe_ids
-from seq2seq.transcription import SavedModelTranscriber
+from seq2seq.transcription import SavedModelTranscriber, Transcriber
 from seq2seq.utils.ngram import NgramScorer
 from serving_helpers import serving
 
@@ -284,6 +284,57 @@ def test_transcribe_json_and_plot(tiny_asr_export, local, dev, tmp_path, capsys)
     out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert out[1] == {"file": str(tmp_path / "nope.wav"), "error": out[1]["error"]}
     assert set(out[0]) == {"file", "text", "score", "seconds", "rtf"}
+
+
+class Echo(Transcriber):
+    """A transcriber whose model writes each piece's length and first sample, and
+    scores it by its length: what `transcribe` and `transcribe_stream` send, in order."""
+
+    def __init__(self):
+        super().__init__("echo", ["serving_default"], max_piece_seconds=20.0)
+        self.rows = 0
+
+    def _run(self, signature_name, audio, lengths):
+        self.rows += len(lengths)
+        texts = [f"{n}:{row[0]:.6f}".encode() for row, n in zip(audio, lengths, strict=True)]
+        return texts, -lengths / 1000.0
+
+
+def test_transcribe_stream_equals_transcribe_of_the_whole():
+    rng = np.random.default_rng(3)
+    parts = []
+    for _ in range(60):  # 2-6 s "words" with short faint pauses: about 4.5 minutes
+        parts.append(rng.uniform(-0.5, 0.5, int(rng.uniform(2, 6) * 16000)))
+        parts.append(rng.normal(0, 0.001, int(rng.uniform(0.1, 0.5) * 16000)))
+    audio = np.concatenate(parts).astype(np.float32)
+    whole = Echo().transcribe([audio])[0]
+    assert whole.pieces >= 14
+    for block_seconds in (0.3, 13.0, 1000.0):
+        block = int(block_seconds * 16000)
+        echo = Echo()
+        streamed = echo.transcribe_stream(audio[i : i + block] for i in range(0, len(audio), block))
+        assert streamed == whole and echo.rows == whole.pieces
+    assert Echo().transcribe_stream([]) == Echo().transcribe([np.zeros(0, np.float32)])[0]
+
+
+def test_transcribe_streams_long_files(tiny_asr_export, local, dev, tmp_path, capsys, monkeypatch):
+    """A FILE longer than `BLOCK_SECONDS` is read and transcribed block by block, with the
+    transcript, duration and JSON of a file loaded whole; the others of the call too."""
+    import seq2seq.transcribe
+
+    paths, signals, _ = dev
+    monkeypatch.setattr(seq2seq.transcribe, "BLOCK_SECONDS", 1.0)  # every dev file is longer
+    flac = tmp_path / "long.flac"
+    soundfile.write(flac, np.concatenate(signals), 16000)
+    names = [str(paths[0]), str(tmp_path / "nope.wav"), str(flac)]
+    assert main(["transcribe", "--model", str(tiny_asr_export), "--json", *names]) == 1
+    captured = capsys.readouterr()
+    records = [json.loads(line) for line in captured.out.splitlines()]
+    assert [r["file"] for r in records] == names and "error" in records[1]
+    expected = local.transcribe([signals[0], np.concatenate(signals)])
+    assert [records[0]["text"], records[2]["text"]] == [t.text for t in expected]
+    assert records[2]["seconds"] == pytest.approx(sum(len(s) for s in signals) / 16000, abs=1e-3)
+    assert records[2]["rtf"] > 0 and "Traceback" not in captured.err
 
 
 def _text_model(path: Path) -> Path:

@@ -10,8 +10,9 @@
 - Broken headers of every format that libsndfile or audioread's readers parse: each is
   an `AudioError` naming the file, never another exception, nothing printed.
 - A 10-minute recording (tone "speech" of the tiny model's corpus, with pauses) after
-  the good files, with `--json`: transcribed whole, in pieces no longer than the model's
-  `max_piece_seconds`, and the peak RSS of the process no more than `LONG_RSS_MARGIN_MB`
+  the good files, with `--json`: transcribed whole (streamed: it is longer than
+  `BLOCK_SECONDS`), in pieces no longer than the model's `max_piece_seconds`, and the
+  peak RSS of the process no more than `LONG_RSS_MARGIN_MB`
   above that of the call on the good files alone (about 25 s of audio).
 
 Three `seq2seq transcribe` processes in all, about 20 s each on two busy cores (most of
@@ -42,14 +43,15 @@ from conftest import run_seq2seq
 PROG = "seq2seq transcribe"
 RATE = 16000
 LONG_RSS_MARGIN_MB = 300
-"""Peak RSS the 10-minute recording may add to a call. Measured with the tiny test model
-(Keras 3.15, TensorFlow 2.21, two busy cores): +130 to +215 MB over the good files alone
-(from run to run), +223 MB for the recording alone over 10 s alone (925 -> 1148 MB;
-30 minutes: 1289 MB). That is about
-130 MB of TensorFlow working memory for full batches (`MAX_BATCH_SECONDS` = 160 s of
-padded audio, which short calls never fill) and 7 MB per minute of audio (38 MB of
-float32 samples for 10 minutes, and the copies that reading it makes). Transcribing all
-pieces in one batch, or keeping every batch's tensors, would go far over."""
+"""Peak RSS the 10-minute recording may add to a call. Longer than
+`seq2seq.transcribe.BLOCK_SECONDS`, it is read, resampled, cut and transcribed block by
+block (`audio.io.stream_audio`), so its samples never sit in memory whole. Measured with
+the tiny test model (Keras 3.15, TensorFlow 2.21, two busy cores): +110 MB over the good
+files alone, most of it TensorFlow's working memory for full batches
+(`MAX_BATCH_SECONDS` = 160 s of padded audio, which short calls never fill); loaded
+whole it was +130 to +215 MB, growing by 7 MB per minute of audio (30 minutes: +364 MB).
+Transcribing all pieces in one batch, or keeping every batch's tensors, would go far
+over."""
 
 
 def speech_like(seconds: float, seed: int) -> tuple[np.ndarray, str]:
