@@ -54,16 +54,28 @@ def _add_train_parser(subparsers) -> None:
             "model with the same model section; overrides training.init_from"
         ),
     )
+    sub.add_argument(
+        "--max-minutes",
+        type=float,
+        metavar="M",
+        help=(
+            "stop training after M minutes of wall time (the epoch under way ends there; "
+            "run the command again to continue); overrides training.max_minutes"
+        ),
+    )
     sub.set_defaults(handler=_train)
 
 
 def _train(args: argparse.Namespace) -> int:
-    from seq2seq.config import load_config
+    from seq2seq.config import load_config, validate
 
     try:
         config = load_config(args.config)
         if args.init_from:
             config.training.init_from = args.init_from
+        if args.max_minutes is not None:
+            config.training.max_minutes = args.max_minutes
+            validate(config, "--max-minutes")
         from seq2seq.training.trainer import train  # TensorFlow only once the config is good
 
         output_dir = train(config, epochs=args.epochs)

@@ -62,6 +62,9 @@ class TrainingConfig:
     # Weights (a `best.weights.h5` of a run with the same model section) that a fresh
     # run starts from instead of random ones; a resumed run ignores it.
     init_from: str = ""
+    # Wall-clock minutes after which this process stops training (0: no limit). The
+    # epoch under way ends at that step; running the command again continues.
+    max_minutes: float = 0.0
 
 
 @dataclass
@@ -239,6 +242,10 @@ def load_config(path: str | Path) -> Config:
 def validate(config: Config, path: str | Path) -> None:
     """Checks the values of a built config; raises ValueError naming `path` (the file,
     or whatever else set them) and the offending key."""
+    if config.training.max_minutes < 0:
+        raise ValueError(
+            f"{path}: training.max_minutes must not be negative, got {config.training.max_minutes}"
+        )
     if config.task == "asr":
         _validate_asr(config, path)
         return

@@ -168,3 +168,34 @@ def test_bad_config_is_a_one_line_error(tmp_path):
     assert "model.gru" in result.stderr
     missing = run_train(tmp_path / "missing.yaml")
     assert missing.returncode == 2 and "missing.yaml" in missing.stderr
+
+
+def test_bad_time_limit_is_a_one_line_error(capsys):
+    assert main(["train", CONFIG, "--max-minutes", "-5"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("seq2seq train: --max-minutes: training.max_minutes") and (
+        error.count("\n") == 1
+    )
+
+
+def test_time_limit_ends_the_epoch_at_the_step_that_crosses_it():
+    import keras
+
+    from seq2seq.training.callbacks import TimeLimit
+
+    seconds = iter(range(1000))  # the clock moves one second per look
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    ended = []
+    model.fit(
+        np.zeros((40, 3)),
+        np.zeros(40),
+        batch_size=4,
+        epochs=3,
+        verbose=0,
+        callbacks=[
+            TimeLimit(5 / 60, clock=lambda: float(next(seconds))),
+            keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: ended.append(epoch)),
+        ],
+    )
+    assert int(model.optimizer.iterations) == 5 and ended == [0]  # of 3 epochs of 10 steps

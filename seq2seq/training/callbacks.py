@@ -251,6 +251,52 @@ class DevWer(keras.callbacks.Callback):
         )
 
 
+class TimeLimit(keras.callbacks.Callback):
+    """Stops training once `minutes` of wall time have passed since `fit` began (like
+    fairseq's `--stop-time-hours`): the step that crosses the limit is the last, and its
+    epoch ends there, with the dev metric, history row and backup of any epoch's end; a
+    rerun of the command continues with the next epoch.
+
+    Args:
+        minutes: the limit; 0 or less for none.
+        clock: seconds, monotonic. Default: `time.monotonic`.
+
+    >>> limit = TimeLimit(0.5, clock=iter([0.0, 10.0, 31.0]).__next__)
+    >>> model = keras.Sequential()
+    >>> model.stop_training = False  # as `fit` sets it
+    >>> limit.set_model(model)
+    >>> limit.on_train_begin()
+    >>> limit.on_train_batch_end(0); limit.model.stop_training
+    False
+    >>> limit.on_train_batch_end(1); limit.model.stop_training
+    time limit: stopping after 0.5 minutes of training (2 steps)
+    True
+    """
+
+    def __init__(self, minutes: float, clock=time.monotonic):
+        super().__init__()
+        self.minutes = float(minutes)
+        self._clock = clock
+        self._start = 0.0
+        self.steps = 0
+
+    def on_train_begin(self, logs=None):
+        self._start = self._clock()
+        self.steps = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
+        if self.minutes <= 0 or self.model.stop_training:
+            return
+        if self._clock() - self._start >= 60.0 * self.minutes:
+            print(
+                f"time limit: stopping after {self.minutes:g} minutes of training "
+                f"({self.steps} steps)",
+                flush=True,
+            )
+            self.model.stop_training = True
+
+
 class BackupEveryStepsAndEpoch(keras.callbacks.BackupAndRestore):
     """`BackupAndRestore` that backs up every `save_freq` steps *and* at the
     end of every epoch, so a finished epoch is never trained again after a
@@ -324,6 +370,7 @@ def run_callbacks(
     mode: str,
     patience: int,
     backup_every_steps: int,
+    max_minutes: float = 0.0,
 ) -> list[keras.callbacks.Callback]:
     """The callbacks of every `seq2seq train` run, in the order they must run.
 
@@ -335,9 +382,11 @@ def run_callbacks(
         mode: `"max"` or `"min"`: which way `monitor` improves.
         patience: epochs without improvement before stopping.
         backup_every_steps: steps between backups (also one per epoch).
+        max_minutes: wall-clock minutes of training before stopping (0: no limit).
     """
     return [
         keras.callbacks.TerminateOnNaN(),
+        TimeLimit(max_minutes),
         dev_metric,
         keras.callbacks.CSVLogger(str(output_dir / "history.csv"), append=True),
         curves,

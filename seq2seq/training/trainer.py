@@ -76,6 +76,8 @@ def fit_run(
     under several workers the chief scores the dev set (`dev_keys`, the first one
     monitored, improving in `mode`) and plots for all."""
     if distributed.is_distributed(strategy):
+        if config.training.max_minutes > 0:  # each worker's clock would stop it elsewhere
+            raise ValueError("training.max_minutes cannot be used with several workers")
         dev_metric = distributed.OnChief(dev_metric, strategy, keys=dev_keys)
         curves = distributed.OnChief(curves, strategy)
     callbacks = run_callbacks(
@@ -86,6 +88,7 @@ def fit_run(
         mode=mode,
         patience=config.training.early_stopping_patience,
         backup_every_steps=config.training.backup_every_steps,
+        max_minutes=config.training.max_minutes,
     )
     if not model.optimizer.built:
         # Built now rather than inside the first training step, whose trace would then
