@@ -94,7 +94,17 @@ class _Client:
 
     def _signature_defs(self) -> dict[str, Any]:
         if self._signatures is None:
-            self._signatures = self.metadata()["metadata"]["signature_def"]["signature_def"]
+            metadata = self.metadata()
+            try:
+                signatures = metadata["metadata"]["signature_def"]["signature_def"]
+            except (KeyError, TypeError):
+                signatures = None
+            if not isinstance(signatures, dict) or not all(
+                isinstance(signature, dict) and isinstance(signature.get("outputs", {}), dict)
+                for signature in signatures.values()
+            ):
+                raise ServingClientError(f"{self.url}: malformed metadata (no signature_def map)")
+            self._signatures = signatures
         return self._signatures
 
     def output_dtypes(self, signature_name: str | None) -> dict[str, Any]:
@@ -104,7 +114,9 @@ class _Client:
         if signature is None:
             raise ServingClientError(f"{self.url}: no signature {signature_name!r}")
         return {
-            name: _NUMPY_DTYPES.get(output.get("dtype"), object)
+            name: _NUMPY_DTYPES.get(
+                output.get("dtype") if isinstance(output, dict) else None, object
+            )
             for name, output in signature.get("outputs", {}).items()
         }
 
@@ -145,6 +157,7 @@ class RestClient(_Client):
             payload = {"error": answer.text[:200]}
         if answer.status_code != 200:
             message = payload.get("error", answer.reason) if isinstance(payload, dict) else ""
+            message = " ".join(str(message).split())[:300]  # one line, whatever was sent
             raise ServingClientError(f"{url}: {answer.status_code}: {message}", answer.status_code)
         return payload
 
@@ -172,12 +185,57 @@ class RestClient(_Client):
         }
         if signature_name:
             body["signature_name"] = signature_name
-        outputs = self._call("POST", f"{self.url}:predict", body)["outputs"]
+        url = f"{self.url}:predict"
+        answer = self._call("POST", url, body)
+        if not isinstance(answer, dict) or "outputs" not in answer:
+            raise ServingClientError(f"{url}: malformed answer (no outputs)")
+        outputs = answer["outputs"]
         # JSON has no dtypes: the signature's are restored, as gRPC answers have them.
         dtypes = self.output_dtypes(signature_name)
         if not isinstance(outputs, dict):  # one output comes without its name
-            outputs = {next(iter(dtypes)): outputs}
-        return {name: _array(value, dtypes.get(name, object)) for name, value in outputs.items()}
+            outputs = {next(iter(dtypes), "output"): outputs}
+        try:
+            return {
+                name: _array(value, dtypes.get(name, object)) for name, value in outputs.items()
+            }
+        except (ValueError, TypeError, OverflowError) as error:  # binascii.Error included
+            raise ServingClientError(f"{url}: malformed answer ({error})") from None
+
+
+def answer_rows(
+    outputs: dict[str, np.ndarray], rows: int, url: str, text: str = "text", score: str = ""
+) -> tuple[list[bytes], np.ndarray | None]:
+    """The `text` output of a predict answer as bytes, one per row, and the `score` output
+    as float64 (when asked), each checked to hold `rows` rows: a server that answers
+    something else is a `ServingClientError`, not a crash of the caller.
+
+    >>> answer_rows({"text": np.array([b"a", b"b"], object)}, 2, "u")
+    ([b'a', b'b'], None)
+    >>> answer_rows({"text": np.array([b"a"], object)}, 2, "u")
+    Traceback (most recent call last):
+    ...
+    seq2seq.client.ServingClientError: u: malformed answer (1 text rows for 2 inputs)
+    """
+    texts = outputs.get(text)
+    if texts is None or np.ndim(texts) != 1 or len(texts) != rows:
+        if texts is None:
+            problem = f"no {text}"
+        elif np.ndim(texts) != 1:
+            problem = f"{text} of shape {np.shape(texts)}"
+        else:
+            problem = f"{len(texts)} {text} rows for {rows} inputs"
+        raise ServingClientError(f"{url}: malformed answer ({problem})")
+    if not all(isinstance(item, bytes) for item in texts):
+        raise ServingClientError(f"{url}: malformed answer ({text} is not strings)")
+    if not score:
+        return list(texts), None
+    try:
+        scores = np.asarray(outputs[score], np.float64)
+    except (KeyError, ValueError, TypeError):
+        raise ServingClientError(f"{url}: malformed answer (no numeric {score})") from None
+    if scores.shape != (rows,):
+        raise ServingClientError(f"{url}: malformed answer ({score}: shape {scores.shape})")
+    return list(texts), scores
 
 
 def _json_value(value: Any) -> Any:
@@ -295,7 +353,10 @@ class GrpcClient(_Client):
         for name, value in inputs.items():
             request.inputs[name].CopyFrom(tf.make_tensor_proto(_grpc_value(value)))
         response = self._call(self._prediction.Predict, request)
-        return {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
+        try:
+            return {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
+        except (ValueError, TypeError) as error:  # a tensor whose content fits no shape
+            raise ServingClientError(f"{self.url}: malformed answer ({error})") from None
 
     def close(self) -> None:
         """Closes the channel."""

@@ -253,4 +253,7 @@ class ServerTranslator(Translator):
             raise ValueError(str(error)) from None
 
     def _run(self, signature_name: str, texts: list[str]) -> list[bytes]:
-        return list(self.client.predict({"text": texts}, signature_name)["text"])
+        from seq2seq.client import answer_rows
+
+        outputs = self.client.predict({"text": texts}, signature_name)
+        return answer_rows(outputs, len(texts), self.client.url)[0]

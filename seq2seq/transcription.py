@@ -18,7 +18,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -183,7 +183,7 @@ def _joined(texts: list[str], scores: np.ndarray) -> Transcript:
 
 
 def _is_speech_signature(inputs: Any) -> bool:
-    return {"audio", "audio_length"} <= set(inputs)
+    return isinstance(inputs, Mapping) and {"audio", "audio_length"} <= set(inputs)
 
 
 def is_speech_model(model_dir: str | Path) -> bool:
@@ -289,5 +289,7 @@ class ServerTranscriber(Transcriber):
             raise ValueError(str(error)) from None
 
     def _run(self, signature_name, audio, lengths):
+        from seq2seq.client import answer_rows
+
         outputs = self.client.predict({"audio": audio, "audio_length": lengths}, signature_name)
-        return list(outputs["text"]), np.asarray(outputs["score"])
+        return answer_rows(outputs, len(lengths), self.client.url, score="score")
