@@ -82,11 +82,16 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 ) from None
         inputs = servable.check_inputs(signature_name, values)
         future = self.predictor.submit(servable, signature_name, inputs)
+        # A client that cancels or hangs up ends the RPC: its call is then not run at
+        # all if it has not started (after an answer, cancel() does nothing).
+        context.add_callback(future.cancel)
         try:
             outputs = future.result(timeout=context.time_remaining())
         except concurrent.futures.TimeoutError:
             future.cancel()  # not run at all if it has not started
             raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
+        except concurrent.futures.CancelledError:  # by the callback: nobody is listening
+            raise ServingError(grpc.StatusCode.CANCELLED, "Cancelled") from None
         wanted = list(request.output_filter) or list(outputs)
         unknown = [name for name in wanted if name not in outputs]
         if unknown:
