@@ -8,11 +8,14 @@ strings that are not base64 or not UTF-8, scores that are not numbers, one unnam
 output). Each call either returns one transcript per input or raises a one-line
 `ServingClientError` naming the endpoint; malformed metadata makes `connect` a
 one-line `ValueError`. Then `seq2seq transcribe --server` over such a server: one
-stdout line and one stderr line per file, exit status 1, no traceback.
+stdout line and one stderr line per file, exit status 1, no traceback. A fake gRPC
+PredictionService answers with malformed tensors (content that fits no shape, wrong
+row counts, numbers for strings, outputs missing): each is one such error too.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import http.server
 import json
 import threading
@@ -25,7 +28,7 @@ from test_rest_fuzz import FUZZ, JSON, SCALARS, TEXTS
 
 from audio.io import to_wav_bytes
 from seq2seq.cli import main
-from seq2seq.client import RestClient, ServingClientError
+from seq2seq.client import GrpcClient, RestClient, ServingClientError
 from seq2seq.transcription import ServerTranscriber
 
 NAME = "asr-en"
@@ -179,3 +182,84 @@ def test_transcribe_cli_through_a_misbehaving_server(fake, tmp_path, capsys):
     fake.answer = (200, as_body(GOOD))
     assert main(["transcribe", "--server", fake.url, *names]) == 0
     assert sorted(capsys.readouterr().out.splitlines()) == ["one", "two"]
+
+
+# --- gRPC ---------------------------------------------------------------------------------
+
+
+def tensor(values, dtype, shape):
+    """A TensorProto whose content need not fit its shape."""
+    import tensorflow as tf
+
+    proto = tf.make_tensor_proto(np.asarray(values, dtype))
+    del proto.tensor_shape.dim[:]
+    for size in shape:
+        proto.tensor_shape.dim.add(size=size)
+    return proto
+
+
+GRPC_ANSWERS = {  # name -> outputs of the PredictResponse
+    "good": {"text": ([b"a", b"b"], object, [2]), "score": ([0.0, 1.0], np.float32, [2])},
+    "content fits no shape": {"text": ([b"a"], object, [7]), "score": ([0.0], np.float32, [3])},
+    "one row for two": {"text": ([b"a"], object, [1]), "score": ([0.0], np.float32, [1])},
+    "numbers for strings": {"text": ([1, 2], np.int32, [2]), "score": ([0, 1], np.float32, [2])},
+    "no score": {"text": ([b"a", b"b"], object, [2])},
+    "nothing": {},
+}
+
+
+@pytest.fixture(scope="module")
+def grpc_fake():
+    """A gRPC PredictionService with a speech model's metadata that answers Predict with
+    `GRPC_ANSWERS[server.answer]`."""
+    import grpc
+    from tensorflow.core.protobuf import meta_graph_pb2
+    from tensorflow_serving.apis import (
+        get_model_metadata_pb2,
+        predict_pb2,
+        prediction_service_pb2_grpc,
+    )
+
+    class Service(prediction_service_pb2_grpc.PredictionServiceServicer):
+        answer = "good"
+
+        def GetModelMetadata(self, request, context):  # noqa: N802
+            signature = meta_graph_pb2.SignatureDef(method_name="tensorflow/serving/predict")
+            for name in ("audio", "audio_length", "text", "score"):
+                kind = signature.inputs if name.startswith("audio") else signature.outputs
+                kind[name].name = f"{name}:0"
+            signature.outputs["text"].dtype = 7  # DT_STRING
+            signature.outputs["score"].dtype = 1  # DT_FLOAT
+            signatures = get_model_metadata_pb2.SignatureDefMap()
+            signatures.signature_def["serving_default"].CopyFrom(signature)
+            response = get_model_metadata_pb2.GetModelMetadataResponse()
+            response.model_spec.name = NAME
+            response.metadata["signature_def"].Pack(signatures)
+            return response
+
+        def Predict(self, request, context):  # noqa: N802
+            response = predict_pb2.PredictResponse()
+            for name, spec in GRPC_ANSWERS[self.answer].items():
+                response.outputs[name].CopyFrom(tensor(*spec))
+            return response
+
+    service = Service()
+    server = grpc.server(concurrent.futures.ThreadPoolExecutor(2))
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(service, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield service, f"grpc://127.0.0.1:{port}/{NAME}"
+    server.stop(None)
+
+
+@pytest.mark.parametrize("answer", sorted(GRPC_ANSWERS))
+def test_grpc_transcriber_answers_or_one_line_error(grpc_fake, answer):
+    service, url = grpc_fake
+    service.answer = answer
+    transcriber = ServerTranscriber(GrpcClient(url, timeout=10, retries=0))
+    if answer == "good":
+        assert sorted(t.text for t in transcriber.transcribe(SIGNALS)) == ["a", "b"]
+        return
+    with pytest.raises(ServingClientError, match="malformed answer") as error:
+        transcriber.transcribe(SIGNALS)
+    assert str(error.value).startswith(url) and "\n" not in str(error.value)
