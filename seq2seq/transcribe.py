@@ -49,7 +49,8 @@ def add_transcribe_parser(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Transcribe each FILE (wav, flac, ogg, mp3, ...; any sample rate) and print "
             "one line per FILE in order. Long audio is split at silences and the pieces' "
-            "transcripts joined. A bad FILE gets an error on stderr and an empty line; "
+            "transcripts joined; a FILE over 5 minutes is read and transcribed block by "
+            "block, in bounded memory. A bad FILE gets an error on stderr and an empty line; "
             "the others are still transcribed (exit status 1)."
         ),
     )
