@@ -49,6 +49,9 @@ Source = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
 _READ_BLOCK = 1 << 20
 """Samples (frames x channels) that libsndfile decodes at a time."""
 
+_DECODE_ERRORS = (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError)
+"""What libsndfile (through soundfile) raises on a file it cannot decode."""
+
 _END_BYTES = 1 << 17
 """Bytes of a streamed file's start and end read for its truncation checks (more than
 an Ogg page, at most 65,307 bytes, and than the chunks before a WAV's data)."""
@@ -206,14 +209,13 @@ def _decode(data: bytes, name: str, path: Path | None, strict: bool):
     """`(samples [n, channels] float32, sample_rate)`, or an `AudioError`."""
     if not data:
         raise AudioError(f"{name}: empty file")
-    errors = (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError)
     # Only MPEG audio: capturing file descriptor 2 is process-wide, so it must not sit
     # on the path of every training file that tf.data loads in parallel.
     capture = _c_stderr() if _looks_like_mpeg(data) else contextlib.nullcontext([])
     with capture as notes:
         try:
             file = soundfile.SoundFile(_Buffer(data))
-        except errors as error:  # a format libsndfile lacks: another decoder may have it
+        except _DECODE_ERRORS as error:  # a format libsndfile lacks: another decoder may have it
             file, reason = None, _reason(error)
         else:
             # libsndfile knows the format: a failure now is a broken file, which another
@@ -222,25 +224,36 @@ def _decode(data: bytes, name: str, path: Path | None, strict: bool):
                 declared, rate = file.frames, file.samplerate
                 try:
                     samples = _read_blocks(file)
-                except errors as error:
+                except _DECODE_ERRORS as error:
                     raise AudioError(f"{name}: cannot decode audio ({_reason(error)})") from None
     if file is None:
         samples, rate = _decode_audioread(data, name, path, reason)
         declared = len(samples)
-    if notes:  # libmpg123 reports damaged frames, which it skips, on stderr
-        warnings.warn(
-            f"{name}: the decoder reported damage ({notes[0]})", AudioWarning, stacklevel=3
-        )
     truncation = _wav_truncation(data, len(data)) or _ogg_truncation(data)
-    if truncation is None and len(samples) < 0.99 * declared:
-        truncation = f"header declares {declared} samples, only {len(samples)} decode"
+    _check_decoded(name, notes, truncation, len(samples), declared, strict)
+    if samples.shape[1] == 0:
+        raise AudioError(f"{name}: contains no audio samples")
+    return samples, int(rate)
+
+
+def _check_decoded(
+    name: str, notes: list[str], truncation: str | None, decoded: int, declared: int, strict: bool
+) -> None:
+    """What `load_audio` and `stream_audio` say once a file is decoded: one warning for
+    libmpg123's notes on damaged frames (which it skips), and an error (`strict`) or a
+    warning when the file was cut (`truncation`, or fewer frames than `declared`); an
+    error when no frame decoded."""
+    if notes:
+        message = f"{name}: the decoder reported damage ({notes[0]})"
+        warnings.warn(message, AudioWarning, stacklevel=4)
+    if truncation is None and decoded < 0.99 * declared:
+        truncation = f"header declares {declared} samples, only {decoded} decode"
     if truncation is not None:
         if strict:
             raise AudioError(f"{name}: truncated file ({truncation})")
-        warnings.warn(f"{name}: truncated file ({truncation})", AudioWarning, stacklevel=3)
-    if len(samples) == 0 or samples.shape[1] == 0:
+        warnings.warn(f"{name}: truncated file ({truncation})", AudioWarning, stacklevel=4)
+    if decoded == 0:
         raise AudioError(f"{name}: contains no audio samples")
-    return samples, int(rate)
 
 
 _STDERR_LOCK = threading.Lock()
@@ -477,10 +490,9 @@ def stream_audio(
     truncation = _wav_truncation(head, size) or _ogg_truncation(tail)
     if truncation is not None and strict:
         raise AudioError(f"{name}: truncated file ({truncation})")
-    errors = (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError)
     try:
         file = soundfile.SoundFile(str(path))
-    except errors as error:
+    except _DECODE_ERRORS as error:
         raise AudioError(f"{name}: cannot decode audio ({_reason(error)})") from None
     mpeg = _looks_like_mpeg(head)
     notes: list[str] = []
@@ -496,7 +508,7 @@ def stream_audio(
             with _c_stderr() if mpeg else contextlib.nullcontext([]) as captured:
                 try:
                     block = _read_frames(file, frames)
-                except errors as error:
+                except _DECODE_ERRORS as error:
                     raise AudioError(f"{name}: cannot decode audio ({_reason(error)})") from None
             notes += captured
             last = len(block) < frames
@@ -516,19 +528,9 @@ def stream_audio(
             if last:
                 break
         declared = file.frames
-    if notes:
-        message = f"{name}: the decoder reported damage ({notes[0]})"
-        warnings.warn(message, AudioWarning, stacklevel=2)
     if non_finite:
         _warn_non_finite(name, non_finite)
-    if truncation is None and decoded < 0.99 * declared:
-        truncation = f"header declares {declared} samples, only {decoded} decode"
-    if truncation is not None:
-        if strict:
-            raise AudioError(f"{name}: truncated file ({truncation})")
-        warnings.warn(f"{name}: truncated file ({truncation})", AudioWarning, stacklevel=2)
-    if decoded == 0:
-        raise AudioError(f"{name}: contains no audio samples")
+    _check_decoded(name, notes, truncation, decoded, declared, strict)
 
 
 def _frame_energy_db(audio: np.ndarray, frame: int, chunk: int = 4096) -> np.ndarray:
@@ -658,9 +660,11 @@ def split_stream(
     horizon = longest + (smooth + 2) * frame
     pending: list[np.ndarray] = []
     buffer = np.zeros(0, np.float32)
+    held = 0  # samples in buffer and pending
     for block in blocks:
         pending.append(np.asarray(block))
-        if len(buffer) + sum(len(b) for b in pending) < longest + horizon:
+        held += len(pending[-1])
+        if held < longest + horizon:
             continue
         buffer = np.concatenate([buffer, *pending])
         pending = []
@@ -671,6 +675,7 @@ def split_stream(
             yield buffer[start:end]
             final = end
         buffer = buffer[final:].copy()  # not a view that keeps the whole buffer
+        held = len(buffer)
     buffer = np.concatenate([buffer, *pending])
     if len(buffer):
         yield from split_at_silences(buffer, max_seconds, sample_rate, **kwargs)

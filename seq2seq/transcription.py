@@ -168,11 +168,13 @@ def _groups(pieces: Iterable[np.ndarray], samples: int) -> Iterator[list[np.ndar
     """Consecutive pieces in lists of about `samples` samples (the last may be short):
     enough for full model calls of pieces of similar length."""
     group: list[np.ndarray] = []
+    held = 0
     for piece in pieces:
         group.append(piece)
-        if sum(len(p) for p in group) >= samples:
+        held += len(piece)
+        if held >= samples:
             yield group
-            group = []
+            group, held = [], 0
     if group:
         yield group
 
