@@ -18,7 +18,8 @@ from typing import Any, NamedTuple
 
 import tensorflow as tf
 
-StepFn = Callable[[tf.Tensor, Any], tuple[tf.Tensor, Any, tf.Tensor | None]]
+StepOutput = tuple[tf.Tensor, Any, tf.Tensor | None]
+StepFn = Callable[[tf.Tensor, Any], StepOutput]
 """`step_fn(ids, state) -> (log_probs, new_state, attention)`.
 
 `ids` is `[N]` int32, the previous token of each row (BOS at the first step); `state` is a
@@ -125,8 +126,11 @@ def beam_search(
     Every candidate is ranked by its sum of log-probs divided by the GNMT length penalty
     `((5 + steps) / 6) ** length_penalty`, where `steps` counts the hypothesis's tokens,
     EOS included. A finished hypothesis keeps its score and its place in the beam until
-    better candidates push it out; the search stops when all beams of all examples are
-    finished.
+    better candidates push it out. An example's search ends once its `n_best` finished
+    hypotheses can no longer be beaten by a running one (log-probs are at most 0, so a
+    running hypothesis's sum only falls; see `_settled`): what it returns is what
+    searching on until every beam finished would return, in fewer steps. The loop stops
+    when every example's search has ended.
 
     Args:
         step_fn: the model's step function (see `StepFn`), called on `batch_size *
@@ -165,7 +169,7 @@ def beam_search(
 
 
 def decode(
-    step_fn: Callable[[tf.Tensor, Any, Any], tuple[tf.Tensor, Any, tf.Tensor | None]],
+    step_fn: Callable[[tf.Tensor, Any, Any], StepOutput],
     memory: Any,
     initial_state: Any,
     batch_size: int | tf.Tensor,
@@ -183,6 +187,10 @@ def decode(
     than carried in the search state, where beam search would gather (copy) all of it at
     every step to follow the beams' parents.
 
+    Once some hypotheses are finished, `step_fn` runs on the other rows only, with their
+    rows of the memory: the results are those of `greedy_search` and `beam_search`, and
+    the finished rows cost nothing (see `_step_running`).
+
     Args:
         step_fn: `step_fn(ids, state, memory) -> (log_probs, new_state, attention)`, the
             `StepFn` contract with the tiled `memory` as a third argument.
@@ -196,21 +204,26 @@ def decode(
     """
     tiled = tile_for_beam(memory, beam_size)
 
-    def step(ids: tf.Tensor, state: Any) -> tuple[tf.Tensor, Any, tf.Tensor | None]:
-        return step_fn(ids, state, tiled)
+    def step(ids: tf.Tensor, state: Any, rows: tf.Tensor | None) -> StepOutput:
+        if rows is None:
+            return step_fn(ids, state, tiled)
+        return step_fn(ids, state, tf.nest.map_structure(lambda t: tf.gather(t, rows), tiled))
 
     if beam_size == 1:
-        return greedy_search(step, initial_state, batch_size, bos_id, eos_id, max_length)
-    return beam_search(
+        length_penalty, n_best = 0.0, 1
+    elif not 1 <= n_best <= beam_size:
+        raise ValueError(f"need 1 <= n_best <= beam_size, got {n_best=}, {beam_size=}")
+    return _search(
         step,
         initial_state,
         batch_size,
         bos_id,
         eos_id,
         max_length,
-        beam_size=beam_size,
-        length_penalty=length_penalty,
-        n_best=n_best,
+        beam_size,
+        length_penalty,
+        n_best,
+        running_rows_only=True,
     )
 
 
@@ -224,11 +237,13 @@ def _search(
     beam_size: int,
     length_penalty: float,
     n_best: int,
+    running_rows_only: bool = False,
 ) -> DecodingResult:
     """Runs the search loop and reads out the best hypotheses.
 
     The arguments are those of `beam_search`; greedy search is `beam_size=1` with
-    `length_penalty=0`.
+    `length_penalty=0`. With `running_rows_only`, `step_fn` takes a third argument, the
+    int32 indices of the rows it is given (None for all of them; see `_step_running`).
     """
     max_length = tf.broadcast_to(tf.cast(max_length, tf.int32), [batch_size])
     max_steps = tf.reduce_max(max_length)
@@ -242,14 +257,21 @@ def _search(
 
     def body(beams: _Beams) -> tuple[_Beams]:
         nonlocal returns_attention
-        log_probs, state, attention = step_fn(tf.reshape(beams.last_ids, [-1]), beams.state)
+        ids = tf.reshape(beams.last_ids, [-1])
+        if running_rows_only:
+            log_probs, state, attention = _step_running(
+                step_fn, ids, beams.state, ~tf.reshape(beams.finished, [-1]), eos_id
+            )
+        else:
+            log_probs, state, attention = step_fn(ids, beams.state)
         returns_attention = attention is not None
         vocab_size = tf.shape(log_probs)[-1]
         log_probs = tf.reshape(log_probs, [-1, beam_size, vocab_size])
         # A finished hypothesis proposes a single continuation, EOS at no cost, so that it
         # keeps its score and its place in the beam.
-        absorbing = tf.where(tf.range(vocab_size) == eos_id, 0.0, _NEG_INF)
-        log_probs = tf.where(beams.finished[:, :, tf.newaxis], absorbing, log_probs)
+        log_probs = tf.where(
+            beams.finished[:, :, tf.newaxis], _absorbing(vocab_size, eos_id), log_probs
+        )
         totals = beams.scores[:, :, tf.newaxis] + log_probs
         candidate_steps = beams.num_steps + tf.cast(~beams.finished, tf.int32)
         ranking = _penalize(totals, candidate_steps[:, :, tf.newaxis], length_penalty)
@@ -263,6 +285,9 @@ def _search(
             | (num_steps >= max_length[:, tf.newaxis])
             | (scores == _NEG_INF)  # a dead beam, picked when candidates ran out
         )
+        if beam_size > 1:
+            settled = _settled(scores, num_steps, finished, max_length, length_penalty, n_best)
+            finished |= settled[:, tf.newaxis]
         # The parents' rows in the flattened batch * beam axis.
         rows = parents + beam_size * tf.range(tf.shape(parents)[0])[:, tf.newaxis]
         rows = tf.reshape(rows, [-1])
@@ -322,6 +347,102 @@ def _search(
         scores=scores,
         attention=attention,
     )
+
+
+def _absorbing(vocab_size: tf.Tensor, eos_id: int) -> tf.Tensor:
+    """`[vocab_size]` log-probs of a finished hypothesis: EOS at no cost, nothing else."""
+    return tf.where(tf.range(vocab_size) == eos_id, 0.0, _NEG_INF)
+
+
+def _step_running(
+    step_fn: Callable[[tf.Tensor, Any, tf.Tensor | None], StepOutput],
+    ids: tf.Tensor,
+    state: Any,
+    running: tf.Tensor,
+    eos_id: int,
+) -> StepOutput:
+    """Runs `step_fn` on the rows still running only, and gives the finished ones what
+    the search makes of them anyway: the absorbing log-probs, their old state and no
+    attention.
+
+    In a batch of sentences, the rows of the short ones and of hypotheses that ended
+    early finish first; about half the rows of a beam-5 translation of a length-sorted
+    batch are finished ones, and each would cost as much as a running one (the output
+    layer over the vocabulary, the CTC prefix scores over all frames). While every row
+    runs, `step_fn` gets them all, and nothing is gathered.
+
+    Args:
+        step_fn: `step_fn(ids, state, rows) -> (log_probs, new_state, attention)`, where
+            `rows` holds the int32 indices of the given rows among all, or is None when
+            all rows are given.
+        ids: `[N]` int32, the input of each row.
+        state: nested structure of tensors with leading dimension `N`.
+        running: `[N]` bool, the rows to run.
+        eos_id: the token of the absorbing log-probs.
+
+    Returns:
+        `(log_probs [N, vocab], new_state, attention [N, src_len] or None)`.
+    """
+    returns_attention = False
+
+    def pack(outputs: StepOutput) -> tuple:
+        nonlocal returns_attention
+        returns_attention = outputs[2] is not None
+        return outputs if returns_attention else outputs[:2]
+
+    def all_rows() -> tuple:
+        return pack(step_fn(ids, state, None))
+
+    def running_rows() -> tuple:
+        rows = tf.cast(tf.where(running)[:, 0], tf.int32)
+        indices = rows[:, tf.newaxis]
+
+        def take(t: tf.Tensor) -> tf.Tensor:
+            return tf.gather(t, rows)
+
+        log_probs, new_state, attention = step_fn(
+            take(ids), tf.nest.map_structure(take, state), rows
+        )
+        shape = [tf.shape(ids)[0], tf.shape(log_probs)[1]]
+        absorbing = tf.broadcast_to(_absorbing(shape[1], eos_id), shape)
+        log_probs = tf.tensor_scatter_nd_update(absorbing, indices, log_probs)
+        new_state = tf.nest.map_structure(
+            lambda old, new: tf.tensor_scatter_nd_update(old, indices, new), state, new_state
+        )
+        if attention is not None:
+            zeros = tf.zeros([shape[0], tf.shape(attention)[1]], attention.dtype)
+            attention = tf.tensor_scatter_nd_update(zeros, indices, attention)
+        return pack((log_probs, new_state, attention))
+
+    outputs = tf.cond(tf.reduce_all(running), all_rows, running_rows)
+    return outputs if returns_attention else (*outputs, None)
+
+
+def _settled(
+    scores: tf.Tensor,
+    num_steps: tf.Tensor,
+    finished: tf.Tensor,
+    max_length: tf.Tensor,
+    length_penalty: float,
+    n_best: int,
+) -> tf.Tensor:
+    """`[batch]` bool: whether an example's `n_best` finished hypotheses can no longer
+    be beaten, so that searching on would return the same ones.
+
+    Log-probs are at most 0, so a running hypothesis's sum can only fall, and the length
+    penalty divides it by at most that of `max_length`: `scores / penalty(max_length)`
+    bounds every ranking score it can still reach.
+
+    Args:
+        scores, num_steps, finished: `[batch, beam]`, as in `_Beams`.
+        max_length: `[batch]` int32.
+        length_penalty, n_best: as `beam_search` takes.
+    """
+    ranked = tf.where(finished, _penalize(scores, num_steps, length_penalty), _NEG_INF)
+    nth_finished = tf.math.top_k(ranked, n_best).values[:, -1]
+    reachable = _penalize(scores, max_length[:, tf.newaxis], length_penalty)
+    best_running = tf.reduce_max(tf.where(finished, _NEG_INF, reachable), axis=1)
+    return nth_finished > best_running
 
 
 def _penalize(scores: tf.Tensor, num_steps: tf.Tensor, length_penalty: float) -> tf.Tensor:

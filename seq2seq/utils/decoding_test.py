@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from seq2seq.export.saved_model import saved_model_ops
+from seq2seq.utils import decoding
 from seq2seq.utils.decoding import DecodingResult, beam_search, greedy_search, tile_for_beam
 
 VOCAB, BOS, EOS = 5, 0, 1
@@ -202,6 +203,78 @@ def test_narrow_beam_matches_a_reference_beam_search(beam_size, length_penalty):
         assert_same_hypotheses(found, expected)
 
 
+@pytest.mark.parametrize("n_best", [1, 2])
+@pytest.mark.parametrize("seed", range(6))
+def test_early_end_returns_what_a_search_to_the_end_returns(seed, n_best):
+    # With n_best below the beam size, an example's search ends once its n best are
+    # settled; the reference searches on until every beam is finished.
+    tables, max_lengths = random_tables(3, seed=10 + seed), [4, 9, 6]
+    result = decode(
+        beam_search, tables, [0, 1, 2], tf.constant(max_lengths), beam_size=3, n_best=n_best
+    )
+    for b, found in enumerate(hypotheses(result)):
+        expected = reference_beam_search(tables[b], max_lengths[b], 3, 0.6)
+        assert_same_hypotheses(found, expected[:n_best])
+
+
+def test_search_ends_once_the_best_cannot_be_beaten():
+    # Ending at once is likely (0.9) and later ends are unlikely: the best hypothesis is
+    # the empty one, and nothing that runs on can catch up with it.
+    tables = np.full((1, VOCAB, VOCAB, VOCAB), np.log(0.25), np.float32)
+    tables[..., EOS] = np.log(1e-4)
+    tables[0, BOS, BOS] = np.log([1e-9, 0.9, 0.1 / 3, 0.1 / 3, 0.1 / 3])
+    step_fn = markov_step_fn(tf.constant(tables))
+    calls = []
+
+    def counting_step_fn(ids, state):
+        calls.append(ids.shape[0])
+        return step_fn(ids, state)
+
+    result = beam_search(counting_step_fn, initial_state([0]), 1, BOS, EOS, 40, beam_size=3)
+    assert hypotheses(result)[0] == [((), pytest.approx(np.log(0.9)))]
+    assert len(calls) == 1  # a search to the end would take 40
+
+
+def memory_step_fn(tables, calls: list | None = None):
+    """`markov_step_fn` for `decoding.decode`: the context is memory, not state; each
+    call's input ids are recorded in `calls` (when eager)."""
+
+    def step_fn(ids, previous, memory):
+        if calls is not None:
+            calls.append(ids.numpy())
+        indices = tf.stack([memory["context"], previous, ids], axis=1)
+        return tf.gather_nd(tables, indices), ids, tf.one_hot(ids, VOCAB)
+
+    return step_fn
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_decode_runs_only_the_rows_still_running(beam_size):
+    tables, contexts, max_lengths = random_tables(4, seed=8), [3, 0, 2, 1], [2, 8, 3, 6]
+    kwargs = {"beam_size": beam_size, "n_best": beam_size} if beam_size > 1 else {}
+    search = beam_search if beam_size > 1 else greedy_search
+    expected = decode(search, tables, contexts, tf.constant(max_lengths), **kwargs)
+    calls = []
+    found = decoding.decode(
+        memory_step_fn(tf.constant(tables), calls),
+        {"context": tf.constant(contexts)},
+        tf.fill([4], BOS),
+        4,
+        BOS,
+        EOS,
+        tf.constant(max_lengths),
+        **kwargs,
+    )
+    for name in ("ids", "lengths", "scores", "attention"):
+        np.testing.assert_array_equal(getattr(found, name), getattr(expected, name), name)
+    # Rows drop out as they finish: never an EOS input after the first step, and the
+    # rows of the example whose hypotheses stop after 2 tokens are gone by step 3.
+    assert len(calls[0]) == 4 * beam_size
+    assert all(EOS not in ids for ids in calls[1:])
+    assert all(len(ids) <= 3 * beam_size for ids in calls[2:])
+    assert len(calls) <= max(max_lengths)
+
+
 @pytest.mark.parametrize("search", [greedy_search, beam_search])
 def test_search_stops_once_every_hypothesis_is_finished(search):
     # BOS is never generated and every sequence surely ends after its first token: the
@@ -315,10 +388,23 @@ class Translator(tf.Module):
         beam = beam_search(
             step_fn, initial_state(contexts), batch_size, BOS, EOS, max_length, 3, n_best=2
         )
+        decoded = decoding.decode(
+            memory_step_fn(self.tables),
+            {"context": contexts},
+            tf.fill([batch_size], BOS),
+            batch_size,
+            BOS,
+            EOS,
+            max_length,
+            3,
+            n_best=2,
+        )
         return {
             **{f"greedy_{name}": getattr(greedy, name) for name in ("ids", "lengths", "scores")},
             **{f"beam_{name}": getattr(beam, name) for name in ("ids", "lengths", "scores")},
             "beam_attention": beam.attention,
+            # decode runs the rows still running only: a cond inside the loop
+            **{f"decode_{name}": getattr(decoded, name) for name in ("ids", "lengths", "scores")},
         }
 
 
@@ -352,6 +438,7 @@ def test_runs_in_tf_function_and_saved_model(tmp_path):
                 },
                 **{f"beam_{name}": getattr(beam, name) for name in ("ids", "lengths", "scores")},
                 "beam_attention": beam.attention,
+                **{f"decode_{name}": getattr(beam, name) for name in ("ids", "lengths", "scores")},
             }
         )
 
