@@ -333,9 +333,16 @@ class GrpcClient(_Client):
 
         request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
         self._spec(request.model_spec)
+        from google.protobuf.message import DecodeError
+
         response = self._call(self._prediction.GetModelMetadata, request)
         signatures = get_model_metadata_pb2.SignatureDefMap()
-        response.metadata["signature_def"].Unpack(signatures)
+        try:  # False when the entry is missing or holds another message
+            unpacked = response.metadata["signature_def"].Unpack(signatures)
+        except DecodeError:
+            unpacked = False
+        if not unpacked:
+            raise ServingClientError(f"{self.url}: malformed metadata (no signature_def map)")
         return {
             "model_spec": _as_json(response.model_spec),
             "metadata": {"signature_def": _as_json(signatures)},

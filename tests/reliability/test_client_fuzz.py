@@ -10,7 +10,9 @@ output). Each call either returns one transcript per input or raises a one-line
 one-line `ValueError`. Then `seq2seq transcribe --server` over such a server: one
 stdout line and one stderr line per file, exit status 1, no traceback. A fake gRPC
 PredictionService answers with malformed tensors (content that fits no shape, wrong
-row counts, numbers for strings, outputs missing): each is one such error too.
+row counts, numbers for strings, outputs missing) and malformed metadata (no signature
+map, another message or garbage bytes in its place, no `serving_default`): each is one
+such error too.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import concurrent.futures
 import http.server
 import json
+import re
 import threading
 
 import numpy as np
@@ -222,6 +225,7 @@ def grpc_fake():
 
     class Service(prediction_service_pb2_grpc.PredictionServiceServicer):
         answer = "good"
+        metadata = "good"
 
         def GetModelMetadata(self, request, context):  # noqa: N802
             signature = meta_graph_pb2.SignatureDef(method_name="tensorflow/serving/predict")
@@ -231,10 +235,18 @@ def grpc_fake():
             signature.outputs["text"].dtype = 7  # DT_STRING
             signature.outputs["score"].dtype = 1  # DT_FLOAT
             signatures = get_model_metadata_pb2.SignatureDefMap()
-            signatures.signature_def["serving_default"].CopyFrom(signature)
+            name = "other" if self.metadata == "no serving_default" else "serving_default"
+            signatures.signature_def[name].CopyFrom(signature)
             response = get_model_metadata_pb2.GetModelMetadataResponse()
             response.model_spec.name = NAME
-            response.metadata["signature_def"].Pack(signatures)
+            if self.metadata == "another message":
+                response.metadata["signature_def"].Pack(signature)
+            elif self.metadata == "garbage bytes":
+                entry = response.metadata["signature_def"]
+                entry.type_url = "type.googleapis.com/tensorflow.serving.SignatureDefMap"
+                entry.value = b"\xff\xff\xff\xff"
+            elif self.metadata != "no signature map":
+                response.metadata["signature_def"].Pack(signatures)
             return response
 
         def Predict(self, request, context):  # noqa: N802
@@ -263,3 +275,18 @@ def test_grpc_transcriber_answers_or_one_line_error(grpc_fake, answer):
     with pytest.raises(ServingClientError, match="malformed answer") as error:
         transcriber.transcribe(SIGNALS)
     assert str(error.value).startswith(url) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "metadata", ["no signature map", "another message", "garbage bytes", "no serving_default"]
+)
+def test_grpc_malformed_metadata_is_a_one_line_error(grpc_fake, metadata):
+    service, url = grpc_fake
+    service.answer, service.metadata = "good", metadata
+    try:
+        with pytest.raises((ServingClientError, ValueError)) as error:
+            ServerTranscriber(GrpcClient(url, timeout=10, retries=0)).transcribe(SIGNALS)
+    finally:
+        service.metadata = "good"
+    assert str(error.value).startswith(url) and "\n" not in str(error.value)
+    assert re.search("malformed metadata|no serving_default", str(error.value))
