@@ -329,12 +329,11 @@ class GrpcClient(_Client):
         return _as_json(self._call(self._models.GetModelStatus, request))
 
     def metadata(self) -> dict:
+        from google.protobuf.message import DecodeError
         from tensorflow_serving.apis import get_model_metadata_pb2
 
         request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
         self._spec(request.model_spec)
-        from google.protobuf.message import DecodeError
-
         response = self._call(self._prediction.GetModelMetadata, request)
         signatures = get_model_metadata_pb2.SignatureDefMap()
         try:  # False when the entry is missing or holds another message

@@ -153,8 +153,6 @@ def beam_search(
         Should an example have fewer than `n_best` hypotheses with a finite score, the
         rest have score -inf.
     """
-    if not 1 <= n_best <= beam_size:
-        raise ValueError(f"need 1 <= n_best <= beam_size, got {n_best=}, {beam_size=}")
     return _search(
         step_fn,
         initial_state,
@@ -211,8 +209,6 @@ def decode(
 
     if beam_size == 1:
         length_penalty, n_best = 0.0, 1
-    elif not 1 <= n_best <= beam_size:
-        raise ValueError(f"need 1 <= n_best <= beam_size, got {n_best=}, {beam_size=}")
     return _search(
         step,
         initial_state,
@@ -244,7 +240,12 @@ def _search(
     The arguments are those of `beam_search`; greedy search is `beam_size=1` with
     `length_penalty=0`. With `running_rows_only`, `step_fn` takes a third argument, the
     int32 indices of the rows it is given (None for all of them; see `_step_running`).
+
+    Raises:
+        ValueError: unless `1 <= n_best <= beam_size`.
     """
+    if not 1 <= n_best <= beam_size:
+        raise ValueError(f"need 1 <= n_best <= beam_size, got {n_best=}, {beam_size=}")
     max_length = tf.broadcast_to(tf.cast(max_length, tf.int32), [batch_size])
     max_steps = tf.reduce_max(max_length)
     returns_attention = False
@@ -267,11 +268,12 @@ def _search(
         returns_attention = attention is not None
         vocab_size = tf.shape(log_probs)[-1]
         log_probs = tf.reshape(log_probs, [-1, beam_size, vocab_size])
-        # A finished hypothesis proposes a single continuation, EOS at no cost, so that it
-        # keeps its score and its place in the beam.
-        log_probs = tf.where(
-            beams.finished[:, :, tf.newaxis], _absorbing(vocab_size, eos_id), log_probs
-        )
+        if not running_rows_only:  # `_step_running` gave finished rows these already
+            # A finished hypothesis proposes a single continuation, EOS at no cost, so
+            # that it keeps its score and its place in the beam.
+            log_probs = tf.where(
+                beams.finished[:, :, tf.newaxis], _absorbing(vocab_size, eos_id), log_probs
+            )
         totals = beams.scores[:, :, tf.newaxis] + log_probs
         candidate_steps = beams.num_steps + tf.cast(~beams.finished, tf.int32)
         ranking = _penalize(totals, candidate_steps[:, :, tf.newaxis], length_penalty)
