@@ -128,11 +128,9 @@ def export_tiny(run_dir: Path, base: Path, *extra: str) -> None:
 
 @pytest.fixture(scope="session")
 def tiny_run(tiny_corpus, tmp_path_factory) -> Path:
-    """A training run directory of the tiny config, trained for one epoch (~20 s)."""
+    """A training run directory of the tiny config, trained for its two epochs (~30 s)."""
     return shared(
-        tmp_path_factory,
-        "runs/tiny",
-        lambda path: train_tiny(TRANSLATE_CONFIG, tiny_corpus, path, "--epochs", "1"),
+        tmp_path_factory, "runs/tiny", lambda path: train_tiny(TRANSLATE_CONFIG, tiny_corpus, path)
     )
 
 

@@ -114,11 +114,15 @@ def test_training_learns_the_tones(tiny_asr_run, tiny_asr_corpus, trained):
     assert float(rows[-1]["ctc_loss"]) < float(rows[0]["ctc_loss"])
     assert min(float(row["dev_cer"]) for row in rows) < 50.0  # percent, held-out sentences
 
-    # Greedy transcripts of training utterances: far better than chance (CER ~1).
-    _, model = trained
+    # Transcripts of training utterances by the search the checkpoint was chosen with
+    # (greedy, joint with CTC): far better than chance (CER ~1). The attention decoder
+    # alone is not checked: after 8 tiny epochs it still repeats words on some machines
+    # (CER 0.63 on one, where the joint search had 0.05).
+    config, model = trained
     signals, references = load_utterances(read_speech_tsv(tiny_asr_corpus / "train.tsv")[:32])
-    hypotheses = [characters.decode(ids) for ids in transcribe_ids(model, signals)]
-    assert jiwer.cer(references, hypotheses) < 0.5, list(zip(references, hypotheses, strict=True))
+    joint = transcribe_ids(model, signals, beam_size=1, ctc_weight=config.decoding.ctc_weight)
+    hypotheses = [characters.decode(ids) for ids in joint]
+    assert jiwer.cer(references, hypotheses) < 0.2, list(zip(references, hypotheses, strict=True))
     # The CTC head alone, best path (what `--beam-size 0` runs).
     best_paths = [characters.decode(ids) for ids in transcribe_ids(model, signals, beam_size=0)]
     assert jiwer.cer(references, best_paths) < 0.3, list(zip(references, best_paths, strict=True))

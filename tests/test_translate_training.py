@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import yaml
 from seq2seq.cli import main
 from seq2seq.config import load_config
 from seq2seq.data.pipeline import SubwordTokenizer, source_ids
+from seq2seq.training.callbacks import warm_start
 from seq2seq.training.trainer import build_model
 
 CONFIG = "configs/test-translate-tiny.yaml"
@@ -43,10 +45,12 @@ def run_train(config_path, *extra: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_config):
-    result = run_train(tiny_config)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return load_config(tiny_config)
+def trained(tiny_config, tiny_run):
+    """The config of a copy of `tiny_run`: `seq2seq train` of `tiny_config`, whose
+    output directory the copy is (the tests below train it further)."""
+    config = load_config(tiny_config)
+    shutil.copytree(tiny_run, config.training.output_dir)
+    return config
 
 
 def history(output_dir):
@@ -87,12 +91,12 @@ def test_killed_run_resumes_from_its_backup(tiny_corpus, tmp_path):
     )
     try:
         deadline = time.time() + 300
-        while time.time() < deadline:  # kill -9 once two epochs are backed up
-            if metadata.exists() and json.loads(metadata.read_text() or "{}").get("epoch", 0) >= 2:
+        while time.time() < deadline:  # kill -9 once an epoch is backed up
+            if metadata.exists() and json.loads(metadata.read_text() or "{}").get("epoch", 0) >= 1:
                 break
             time.sleep(0.2)
         else:
-            pytest.fail("no backup of epoch 2 within 5 minutes")
+            pytest.fail("no backup of epoch 1 within 5 minutes")
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
@@ -107,25 +111,32 @@ def test_killed_run_resumes_from_its_backup(tiny_corpus, tmp_path):
     assert epochs[-1] == backed_up
 
 
-@pytest.mark.parametrize("source", ["weights file", "exported SavedModel"])
-def test_init_from_starts_a_fresh_run_from_given_weights(
-    source, trained, tiny_corpus, request, tmp_path
-):
+def test_init_from_starts_a_fresh_run_from_given_weights(trained, tiny_corpus, tmp_path):
     values = yaml.safe_load(open(CONFIG, encoding="utf-8"))
     values["data"]["dir"] = str(tiny_corpus)
     values["training"]["output_dir"] = str(tmp_path / "warm")
     config = tmp_path / "warm.yaml"
     config.write_text(yaml.safe_dump(values), encoding="utf-8")
-    if source == "weights file":
-        weights = Path(trained.training.output_dir) / "best.weights.h5"
-    else:  # a model base directory, as shipped in saved_models/
-        weights = request.getfixturevalue("tiny_export")
+    weights = Path(trained.training.output_dir) / "best.weights.h5"
     result = run_train(config, "--init-from", str(weights), "--epochs", "1")
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"initialized from {weights}" in result.stdout
     # Its first epoch starts where the trained run ended, far below a random start.
     cold = float(history(Path(trained.training.output_dir))[0]["loss"])
     assert float(history(tmp_path / "warm")[0]["loss"]) < cold
+
+
+def test_init_from_an_export_loads_the_weights_it_was_exported_from(
+    tiny_run, tiny_export, tmp_path
+):
+    # A model base directory, as shipped in saved_models/ (its highest version is taken).
+    config = load_config(tiny_run / "config.yaml")
+    vocab_size = SubwordTokenizer(tiny_run / "spm.model").vocab_size
+    exported, checkpoint = build_model(config, vocab_size), build_model(config, vocab_size)
+    assert warm_start(exported, str(tiny_export), tmp_path / "fresh-run")
+    checkpoint.load_weights(tiny_run / "best.weights.h5")
+    for ours, theirs in zip(exported.weights, checkpoint.weights, strict=True):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy(), err_msg=ours.path)
 
 
 def test_init_from_a_bad_weights_file_is_a_one_line_error(tiny_config, tmp_path, capsys):

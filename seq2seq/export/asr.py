@@ -29,6 +29,7 @@ pieces of `max_piece_seconds` (`assets/export.json`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from pathlib import Path
 
@@ -47,6 +48,7 @@ from seq2seq.export.saved_model import (
     write_prediction_logs,
 )
 from seq2seq.models.transcriber import Transcriber
+from seq2seq.utils.decoding import BeamSize
 from seq2seq.utils.ngram import CharNgramLM, NgramScorer
 
 ASR_BEAM_SIZES = (4, 8)
@@ -115,7 +117,7 @@ def build_transcriber_module(
     scorer = NgramScorer(lm) if lm is not None else None
     module.lm_variables = scorer.variables if scorer else []
 
-    def search(audio: tf.Tensor, audio_length: tf.Tensor, beam: int) -> dict[str, tf.Tensor]:
+    def search(audio: tf.Tensor, audio_length: tf.Tensor, beam: BeamSize) -> dict[str, tf.Tensor]:
         """Best transcript of each row; an empty batch gets empty outputs."""
         audio = audio[:, :max_samples]
         audio_length = tf.clip_by_value(audio_length, 0, tf.shape(audio)[1])
@@ -128,6 +130,7 @@ def build_transcriber_module(
         return {"text": text, "score": score}
 
     def search_batch(audio, audio_length, beam):
+        joint = isinstance(beam, tf.Tensor) or beam > 1  # CTC and LM join beam searches
         result = model.search(
             audio,
             audio_length,
@@ -135,25 +138,39 @@ def build_transcriber_module(
             length_penalty=decoding.length_penalty,
             max_length_ratio=decoding.max_length_ratio,
             max_length_offset=decoding.max_length_offset,
-            ctc_weight=decoding.ctc_weight if beam > 1 else 0.0,
-            lm=scorer if beam > 1 else None,
+            ctc_weight=decoding.ctc_weight if joint else 0.0,
+            lm=scorer if joint else None,
             lm_weight=decoding.lm_weight,
         )
         lengths = result.lengths[:, 0]
         scores = tf.where(audio_length > 0, result.scores[:, 0], 0.0)
         return ids_to_text(result.ids[:, 0], lengths), scores
 
+    # Three traces of the search serve every signature: CTC greedy, greedy, and beam
+    # search with the beam size as a tensor, which each beam signature passes as a constant.
+    audio_specs = [_AUDIO, _AUDIO_LENGTH]
+    single_searches = {
+        beam: tf.function(functools.partial(search, beam=beam), input_signature=audio_specs)
+        for beam in (0, 1)
+    }
+    beam_search = tf.function(search, input_signature=[*audio_specs, tf.TensorSpec([], tf.int32)])
+
+    def search_with(audio: tf.Tensor, audio_length: tf.Tensor, beam: int) -> dict[str, tf.Tensor]:
+        if beam in single_searches:
+            return single_searches[beam](audio, audio_length)
+        return beam_search(audio, audio_length, tf.constant(beam))
+
     def audio_function(beam: int) -> tf.types.experimental.ConcreteFunction:
-        @tf.function(input_signature=[_AUDIO, _AUDIO_LENGTH])
+        @tf.function(input_signature=audio_specs)
         def transcribe(audio, audio_length):
-            return search(audio, audio_length, beam)
+            return search_with(audio, audio_length, beam)
 
         return transcribe.get_concrete_function()
 
     @tf.function(input_signature=[_WAV_BYTES])
     def transcribe_wav(wav_bytes):
         audio, audio_length = decode_wav_batch(wav_bytes, sample_rate)
-        return search(audio, audio_length, beam_size)
+        return search_with(audio, audio_length, beam_size)
 
     functions = {beam: audio_function(beam) for beam in asr_beam_sizes(beam_size)}
     signatures = {

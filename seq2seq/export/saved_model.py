@@ -47,6 +47,7 @@ from seq2seq.config import Config, DecodingConfig, config_from_dict
 from seq2seq.data.pipeline import SubwordTokenizer
 from seq2seq.export import EXPORT_INFO, next_version
 from seq2seq.models.translator import EOS_ID, PAD_ID, Translator
+from seq2seq.utils.decoding import BeamSize
 
 BEAM_SIZES = (2, 3, 4, 5, 8)
 """Beam sizes that always get a `beam_N` signature (beam size 1 is `greedy`)."""
@@ -116,7 +117,7 @@ def build_serving_module(
         eos = tf.RaggedTensor.from_tensor(tf.fill([batch_size, 1], EOS_ID))
         return tf.concat([tag, pieces, eos], axis=1).to_tensor(PAD_ID)
 
-    def search(text: tf.Tensor, beam: int) -> tuple[tf.Tensor, ...]:
+    def search(text: tf.Tensor, beam: BeamSize) -> tuple[tf.Tensor, ...]:
         """Best hypothesis of each text: `(source, ids, lengths, scores, attention)`;
         blank texts get a hypothesis of length 0 and score 0."""
         # The encoder cannot run on an empty batch, which a gRPC client may send.
@@ -132,7 +133,7 @@ def build_serving_module(
             ),
         )
 
-    def search_batch(text: tf.Tensor, beam: int) -> tuple[tf.Tensor, ...]:
+    def search_batch(text: tf.Tensor, beam: BeamSize) -> tuple[tf.Tensor, ...]:
         """`search` for a batch of at least one text."""
         source = encode(text)
         result = model.search(
@@ -150,12 +151,18 @@ def build_serving_module(
         ids, attention = result.ids[:, 0, :width], result.attention[:, 0, :width]
         return source, ids, lengths, scores, attention
 
+    # Two traces of the search serve every signature: greedy search (`align` too), and
+    # beam search with the beam size as a tensor, which each `beam_N` passes as a constant.
+    greedy_search = tf.function(lambda text: search(text, 1), input_signature=[_TEXT])
+    beam_search = tf.function(search, input_signature=[_TEXT, tf.TensorSpec([], tf.int32)])
+
     def translate_function(beam: int) -> tf.types.experimental.ConcreteFunction:
         """The `text` -> `text`, `score` signature of a search (`beam` 1: greedy)."""
 
         @tf.function(input_signature=[_TEXT])
         def translate(text: tf.Tensor) -> dict[str, tf.Tensor]:
-            _, ids, lengths, scores, _ = search(text, beam)
+            found = greedy_search(text) if beam == 1 else beam_search(text, tf.constant(beam))
+            _, ids, lengths, scores, _ = found
             hypotheses = tf.RaggedTensor.from_tensor(ids, lengths=lengths)
             return {"text": tokenizer.detokenize(hypotheses), "score": scores}
 
@@ -164,7 +171,7 @@ def build_serving_module(
     @tf.function(input_signature=[_TEXT])
     def align(text: tf.Tensor) -> dict[str, tf.Tensor]:
         """Greedy search with its tokens and attention, "" and 0 as padding."""
-        source, ids, lengths, _, attention = search(text, 1)
+        source, ids, lengths, _, attention = greedy_search(text)
         target_mask = tf.sequence_mask(lengths, tf.shape(ids)[1])
         return {
             "source_tokens": tf.where(source != PAD_ID, tokenizer.id_to_string(source), ""),
@@ -172,7 +179,6 @@ def build_serving_module(
             "attention": tf.where(target_mask[:, :, tf.newaxis], attention, 0.0),
         }
 
-    # One trace per search, shared by the signatures that name the same one.
     functions = {beam: translate_function(beam) for beam in beam_sizes(beam_size)}
     signatures = {
         "serving_default": functions[beam_size],

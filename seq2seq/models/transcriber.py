@@ -305,7 +305,7 @@ class Transcriber(keras.Model):
         self,
         audio,
         audio_length,
-        beam_size: int = 1,
+        beam_size: decoding.BeamSize = 1,
         length_penalty: float = 0.6,
         max_length_ratio: float = 1.0,
         max_length_offset: int = 10,
@@ -322,7 +322,9 @@ class Transcriber(keras.Model):
             audio: float32 `[batch, samples]`, zero-padded.
             audio_length: int32 `[batch]` valid samples.
             beam_size: 1 for greedy search, 0 for CTC greedy search (the CTC head
-                alone: no decoder, so the other arguments do not apply). Default: 1.
+                alone: no decoder, so the other arguments do not apply; a Python int),
+                or a scalar int32 tensor of at least 1, so that one trace serves every
+                beam size (see `seq2seq.utils.decoding`). Default: 1.
             length_penalty: GNMT length penalty alpha (beam only). Default: 0.6.
             max_length_ratio, max_length_offset: a transcript stops after `ratio *
                 encoder_frames + offset` characters. Defaults: 1.0, 10. Empty audio
@@ -342,7 +344,7 @@ class Transcriber(keras.Model):
             A `DecodingResult` (ids are character ids; EOS excluded).
         """
         memory, keys, memory_mask, state, ctc_logits, lengths = self.encode(audio, audio_length)
-        if beam_size == 0:
+        if isinstance(beam_size, int) and beam_size == 0:
             return ctc_greedy_search(ctc_logits, lengths, blank_id=BLANK_ID)
         max_length = ops.cast(max_length_ratio * ops.cast(lengths, "float32"), "int32")
         max_length = ops.where(lengths > 0, max_length + max_length_offset, 0)

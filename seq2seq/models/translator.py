@@ -141,7 +141,7 @@ class Translator(keras.Model):
     def search(
         self,
         source,
-        beam_size: int = 1,
+        beam_size: decoding.BeamSize = 1,
         length_penalty: float = 0.6,
         max_length_ratio: float = 2.0,
         max_length_offset: int = 10,
@@ -153,7 +153,8 @@ class Translator(keras.Model):
 
         Args:
             source: `[batch, length]` int32, 0-padded, as `encode` takes.
-            beam_size: 1 for greedy search. Default: 1.
+            beam_size: 1 for greedy search; a scalar int32 tensor lets one trace
+                serve every beam size (see `seq2seq.utils.decoding`). Default: 1.
             length_penalty: GNMT length penalty alpha (beam only). Default: 0.6.
             max_length_ratio, max_length_offset: an output stops after
                 `ratio * source_length + offset` tokens. Defaults: 2.0, 10.

@@ -6,7 +6,9 @@ eagerly, inside `tf.function` (batch size and maximum lengths may be dynamic) an
 SavedModel that stock TensorFlow Serving runs.
 
 Greedy search is beam search with a single beam: the top-1 candidate of one beam is the
-argmax, and a single beam is its own parent. Modelled on OpenNMT-tf's
+argmax, and a single beam is its own parent. The beam size may be a scalar int32 tensor, so
+that one traced graph serves every beam size (an export's `beam_N` signatures share it); a
+Python int lets the graph skip what a single beam does not need. Modelled on OpenNMT-tf's
 `opennmt/utils/decoding.py`.
 """
 
@@ -29,6 +31,9 @@ already log-softmaxed; `new_state` has the structure of `state`; `attention` is
 """
 
 _NEG_INF = float("-inf")
+
+BeamSize = int | tf.Tensor
+"""A number of beams: a Python int, or a scalar int32 tensor (see the module docstring)."""
 
 
 @dataclasses.dataclass
@@ -65,7 +70,7 @@ class _Beams(NamedTuple):
     attention: tf.TensorArray  # per step, [batch, beam, src_len] float32
 
 
-def tile_for_beam(structure: Any, beam_size: int) -> Any:
+def tile_for_beam(structure: Any, beam_size: BeamSize) -> Any:
     """Repeats every tensor of a nested structure `beam_size` times along axis 0.
 
     The result is batch-major (`[b0, b0, ..., b1, b1, ...]`), the row order of beam search.
@@ -79,7 +84,7 @@ def tile_for_beam(structure: Any, beam_size: int) -> Any:
     Returns:
         The same structure, with leading dimension `batch * beam_size`.
     """
-    if beam_size == 1:
+    if _is_single_beam(beam_size):
         return structure
     return tf.nest.map_structure(lambda t: tf.repeat(t, beam_size, axis=0), structure)
 
@@ -117,7 +122,7 @@ def beam_search(
     bos_id: int,
     eos_id: int,
     max_length: int | tf.Tensor,
-    beam_size: int,
+    beam_size: BeamSize,
     length_penalty: float = 0.6,
     n_best: int = 1,
 ) -> DecodingResult:
@@ -144,9 +149,10 @@ def beam_search(
         max_length: maximum number of tokens per hypothesis, EOS excluded: a Python int, a
             scalar int32 tensor, or a `[batch]` int32 tensor. A hypothesis that reaches it
             is finished without EOS.
-        beam_size: number of hypotheses kept per example.
+        beam_size: number of hypotheses kept per example (a `BeamSize`).
         length_penalty: the GNMT alpha; 0 ranks by the raw sum of log-probs.
-        n_best: number of hypotheses returned per example, at most `beam_size`.
+        n_best: number of hypotheses returned per example, at most `beam_size` (checked
+            when that is a Python int; a tensor smaller than `n_best` fails at run time).
 
     Returns:
         A `DecodingResult` with the `n_best` best hypotheses per example, best first.
@@ -174,7 +180,7 @@ def decode(
     bos_id: int,
     eos_id: int,
     max_length: int | tf.Tensor,
-    beam_size: int = 1,
+    beam_size: BeamSize = 1,
     length_penalty: float = 0.6,
     n_best: int = 1,
 ) -> DecodingResult:
@@ -194,7 +200,8 @@ def decode(
             `StepFn` contract with the tiled `memory` as a third argument.
         memory: nested structure of tensors with leading dimension `batch_size`.
         initial_state, batch_size, bos_id, eos_id, max_length: as `beam_search` takes.
-        beam_size: 1 for greedy search. Default: 1.
+        beam_size: 1 for greedy search (a `BeamSize`; a tensor holding 1 searches
+            greedily too). Default: 1.
         length_penalty, n_best: beam search only, as `beam_search` takes. Defaults: 0.6, 1.
 
     Returns:
@@ -207,8 +214,10 @@ def decode(
             return step_fn(ids, state, tiled)
         return step_fn(ids, state, tf.nest.map_structure(lambda t: tf.gather(t, rows), tiled))
 
-    if beam_size == 1:
+    if _is_single_beam(beam_size):
         length_penalty, n_best = 0.0, 1
+    elif isinstance(beam_size, tf.Tensor):  # greedy's scores are the raw sums
+        length_penalty = tf.where(beam_size == 1, 0.0, length_penalty)
     return _search(
         step,
         initial_state,
@@ -230,8 +239,8 @@ def _search(
     bos_id: int,
     eos_id: int,
     max_length: int | tf.Tensor,
-    beam_size: int,
-    length_penalty: float,
+    beam_size: BeamSize,
+    length_penalty: float | tf.Tensor,
     n_best: int,
     running_rows_only: bool = False,
 ) -> DecodingResult:
@@ -242,10 +251,11 @@ def _search(
     int32 indices of the rows it is given (None for all of them; see `_step_running`).
 
     Raises:
-        ValueError: unless `1 <= n_best <= beam_size`.
+        ValueError: unless `1 <= n_best <= beam_size` (a tensor `beam_size`: `n_best >= 1`).
     """
-    if not 1 <= n_best <= beam_size:
+    if not 1 <= n_best <= (beam_size if isinstance(beam_size, int) else n_best):
         raise ValueError(f"need 1 <= n_best <= beam_size, got {n_best=}, {beam_size=}")
+    single_beam = _is_single_beam(beam_size)
     max_length = tf.broadcast_to(tf.cast(max_length, tf.int32), [batch_size])
     max_steps = tf.reduce_max(max_length)
     returns_attention = False
@@ -277,9 +287,9 @@ def _search(
         totals = beams.scores[:, :, tf.newaxis] + log_probs
         candidate_steps = beams.num_steps + tf.cast(~beams.finished, tf.int32)
         ranking = _penalize(totals, candidate_steps[:, :, tf.newaxis], length_penalty)
-        _, top = tf.math.top_k(tf.reshape(ranking, [-1, beam_size * vocab_size]), beam_size)
+        _, top = tf.math.top_k(tf.reshape(ranking, [batch_size, -1]), beam_size)
         parents, tokens = top // vocab_size, top % vocab_size
-        scores = tf.gather(tf.reshape(totals, [-1, beam_size * vocab_size]), top, batch_dims=1)
+        scores = tf.gather(tf.reshape(totals, [batch_size, -1]), top, batch_dims=1)
         num_steps = tf.gather(candidate_steps, parents, batch_dims=1)
         finished = (
             tf.gather(beams.finished, parents, batch_dims=1)
@@ -287,13 +297,13 @@ def _search(
             | (num_steps >= max_length[:, tf.newaxis])
             | (scores == _NEG_INF)  # a dead beam, picked when candidates ran out
         )
-        if beam_size > 1:
+        if not single_beam:
             settled = _settled(scores, num_steps, finished, max_length, length_penalty, n_best)
             finished |= settled[:, tf.newaxis]
         # The parents' rows in the flattened batch * beam axis.
         rows = parents + beam_size * tf.range(tf.shape(parents)[0])[:, tf.newaxis]
         rows = tf.reshape(rows, [-1])
-        if beam_size > 1:
+        if not single_beam:
             state = tf.nest.map_structure(lambda t: tf.gather(t, rows), state)
         attention_history = beams.attention
         if attention is not None:
@@ -316,7 +326,7 @@ def _search(
 
     # Only beam 0 starts alive, so that the first step does not fill the beam with copies
     # of the same hypothesis.
-    scores = tf.tile([[0.0] + [_NEG_INF] * (beam_size - 1)], [batch_size, 1])
+    scores = tf.tile(tf.where(tf.range(beam_size) == 0, 0.0, _NEG_INF)[tf.newaxis], [batch_size, 1])
     initial = _Beams(
         step=tf.constant(0),
         last_ids=tf.fill([batch_size, beam_size], bos_id),
@@ -349,6 +359,11 @@ def _search(
         scores=scores,
         attention=attention,
     )
+
+
+def _is_single_beam(beam_size: BeamSize) -> bool:
+    """Whether `beam_size` is known, while tracing, to be 1."""
+    return isinstance(beam_size, int) and beam_size == 1
 
 
 def _absorbing(vocab_size: tf.Tensor, eos_id: int) -> tf.Tensor:
@@ -425,7 +440,7 @@ def _settled(
     num_steps: tf.Tensor,
     finished: tf.Tensor,
     max_length: tf.Tensor,
-    length_penalty: float,
+    length_penalty: float | tf.Tensor,
     n_best: int,
 ) -> tf.Tensor:
     """`[batch]` bool: whether an example's `n_best` finished hypotheses can no longer
@@ -447,18 +462,21 @@ def _settled(
     return nth_finished > best_running
 
 
-def _penalize(scores: tf.Tensor, num_steps: tf.Tensor, length_penalty: float) -> tf.Tensor:
+def _penalize(
+    scores: tf.Tensor, num_steps: tf.Tensor, length_penalty: float | tf.Tensor
+) -> tf.Tensor:
     """Divides sums of log-probs by the GNMT length penalty of their number of steps.
 
     Args:
         scores: float32 sums of log-probs.
         num_steps: int32 numbers of tokens (EOS included), broadcastable to `scores`.
-        length_penalty: the GNMT alpha; 0 leaves the scores as they are.
+        length_penalty: the GNMT alpha (a float or a scalar tensor); 0 leaves the
+            scores as they are.
 
     Returns:
         `scores / ((5 + num_steps) / 6) ** length_penalty`.
     """
-    if length_penalty == 0:
+    if isinstance(length_penalty, float | int) and length_penalty == 0:
         return scores
     return scores / ((5.0 + tf.cast(num_steps, tf.float32)) / 6.0) ** length_penalty
 

@@ -275,6 +275,37 @@ def test_decode_runs_only_the_rows_still_running(beam_size):
     assert len(calls) <= max(max_lengths)
 
 
+def test_a_tensor_beam_size_is_one_trace_for_every_beam_size():
+    tables, contexts, max_lengths = random_tables(3, seed=4), [2, 0, 1], [5, 8, 3]
+
+    def search(beam_size):
+        return decoding.decode(
+            memory_step_fn(tf.constant(tables)),
+            {"context": tf.constant(contexts)},
+            tf.fill([3], BOS),
+            3,
+            BOS,
+            EOS,
+            tf.constant(max_lengths),
+            beam_size,
+            length_penalty=0.6,
+        )
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.int32)])
+    def traced(beam_size):
+        result = search(beam_size)
+        return result.ids, result.lengths, result.scores, result.attention
+
+    for beam_size in (1, 2, 3, 5):
+        found = DecodingResult(*traced(tf.constant(beam_size)))
+        expected = search(beam_size)  # a Python int: 1 is greedy search, raw sums as scores
+        for name in ("ids", "lengths", "scores", "attention"):
+            np.testing.assert_allclose(  # scores: graph and eager round apart
+                getattr(found, name), getattr(expected, name), 1e-6, err_msg=f"{beam_size}: {name}"
+            )
+    assert traced.experimental_get_tracing_count() == 1
+
+
 @pytest.mark.parametrize("search", [greedy_search, beam_search])
 def test_search_stops_once_every_hypothesis_is_finished(search):
     # BOS is never generated and every sequence surely ends after its first token: the
