@@ -19,6 +19,7 @@ import yaml
 from seq2seq.cli import main
 from seq2seq.config import load_config
 from seq2seq.data.pipeline import SubwordTokenizer, source_ids
+from seq2seq.export.saved_model import load_run
 from seq2seq.training.callbacks import warm_start
 from seq2seq.training.trainer import build_model
 
@@ -130,7 +131,7 @@ def test_init_from_an_export_loads_the_weights_it_was_exported_from(
     tiny_run, tiny_export, tmp_path
 ):
     # A model base directory, as shipped in saved_models/ (its highest version is taken).
-    config = load_config(tiny_run / "config.yaml")
+    config = load_run(tiny_run)
     vocab_size = SubwordTokenizer(tiny_run / "spm.model").vocab_size
     exported, checkpoint = build_model(config, vocab_size), build_model(config, vocab_size)
     assert warm_start(exported, str(tiny_export), tmp_path / "fresh-run")

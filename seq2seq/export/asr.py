@@ -29,7 +29,6 @@ pieces of `max_piece_seconds` (`assets/export.json`).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 from pathlib import Path
 
@@ -45,6 +44,7 @@ from seq2seq.export.saved_model import (
     check_serving_ops,
     load_weights,
     publish_version,
+    traced_searches,
     write_prediction_logs,
 )
 from seq2seq.models.transcriber import Transcriber
@@ -146,31 +146,20 @@ def build_transcriber_module(
         scores = tf.where(audio_length > 0, result.scores[:, 0], 0.0)
         return ids_to_text(result.ids[:, 0], lengths), scores
 
-    # Three traces of the search serve every signature: CTC greedy, greedy, and beam
-    # search with the beam size as a tensor, which each beam signature passes as a constant.
-    audio_specs = [_AUDIO, _AUDIO_LENGTH]
-    single_searches = {
-        beam: tf.function(functools.partial(search, beam=beam), input_signature=audio_specs)
-        for beam in (0, 1)
-    }
-    beam_search = tf.function(search, input_signature=[*audio_specs, tf.TensorSpec([], tf.int32)])
-
-    def search_with(audio: tf.Tensor, audio_length: tf.Tensor, beam: int) -> dict[str, tf.Tensor]:
-        if beam in single_searches:
-            return single_searches[beam](audio, audio_length)
-        return beam_search(audio, audio_length, tf.constant(beam))
+    # CTC greedy (0) and greedy (1) are searches of their own; the beams share a trace.
+    searches = traced_searches(search, [_AUDIO, _AUDIO_LENGTH], single_beams=(0, 1))
 
     def audio_function(beam: int) -> tf.types.experimental.ConcreteFunction:
-        @tf.function(input_signature=audio_specs)
+        @tf.function(input_signature=[_AUDIO, _AUDIO_LENGTH])
         def transcribe(audio, audio_length):
-            return search_with(audio, audio_length, beam)
+            return searches(audio, audio_length, beam=beam)
 
         return transcribe.get_concrete_function()
 
     @tf.function(input_signature=[_WAV_BYTES])
     def transcribe_wav(wav_bytes):
         audio, audio_length = decode_wav_batch(wav_bytes, sample_rate)
-        return search_with(audio, audio_length, beam_size)
+        return searches(audio, audio_length, beam=beam_size)
 
     functions = {beam: audio_function(beam) for beam in asr_beam_sizes(beam_size)}
     signatures = {

@@ -27,6 +27,7 @@ a polling server never sees half a model.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -151,18 +152,14 @@ def build_serving_module(
         ids, attention = result.ids[:, 0, :width], result.attention[:, 0, :width]
         return source, ids, lengths, scores, attention
 
-    # Two traces of the search serve every signature: greedy search (`align` too), and
-    # beam search with the beam size as a tensor, which each `beam_N` passes as a constant.
-    greedy_search = tf.function(lambda text: search(text, 1), input_signature=[_TEXT])
-    beam_search = tf.function(search, input_signature=[_TEXT, tf.TensorSpec([], tf.int32)])
+    searches = traced_searches(search, [_TEXT], single_beams=(1,))
 
     def translate_function(beam: int) -> tf.types.experimental.ConcreteFunction:
         """The `text` -> `text`, `score` signature of a search (`beam` 1: greedy)."""
 
         @tf.function(input_signature=[_TEXT])
         def translate(text: tf.Tensor) -> dict[str, tf.Tensor]:
-            found = greedy_search(text) if beam == 1 else beam_search(text, tf.constant(beam))
-            _, ids, lengths, scores, _ = found
+            _, ids, lengths, scores, _ = searches(text, beam=beam)
             hypotheses = tf.RaggedTensor.from_tensor(ids, lengths=lengths)
             return {"text": tokenizer.detokenize(hypotheses), "score": scores}
 
@@ -171,7 +168,7 @@ def build_serving_module(
     @tf.function(input_signature=[_TEXT])
     def align(text: tf.Tensor) -> dict[str, tf.Tensor]:
         """Greedy search with its tokens and attention, "" and 0 as padding."""
-        source, ids, lengths, _, attention = greedy_search(text)
+        source, ids, lengths, _, attention = searches(text, beam=1)
         target_mask = tf.sequence_mask(lengths, tf.shape(ids)[1])
         return {
             "source_tokens": tf.where(source != PAD_ID, tokenizer.id_to_string(source), ""),
@@ -187,6 +184,38 @@ def build_serving_module(
         "align": align.get_concrete_function(),
     }
     return module, signatures
+
+
+def traced_searches(
+    search: Callable[..., Any], input_signature: list[tf.TensorSpec], single_beams: tuple[int, ...]
+) -> Callable[..., Any]:
+    """`search(*inputs, beam)` as `tf.function`s that every signature of an export shares:
+    one trace per beam size of `single_beams` (Python ints, whose graphs skip what a
+    single beam does not need), and one for every other beam size, passed as a scalar
+    int32 tensor (see `seq2seq.utils.decoding`).
+
+    Args:
+        search: `search(*inputs, beam)`, graph code.
+        input_signature: the specs of `inputs`.
+        single_beams: the beam sizes traced on their own.
+
+    Returns:
+        `run(*inputs, beam)` for a Python int `beam`.
+    """
+    singles = {
+        beam: tf.function(functools.partial(search, beam=beam), input_signature=input_signature)
+        for beam in single_beams
+    }
+    beams = tf.function(
+        search, input_signature=[*input_signature, tf.TensorSpec([], tf.int32, name="beam")]
+    )
+
+    def run(*inputs: tf.Tensor, beam: int) -> Any:
+        if beam in singles:
+            return singles[beam](*inputs)
+        return beams(*inputs, tf.constant(beam))
+
+    return run
 
 
 def beam_sizes(default: int) -> list[int]:

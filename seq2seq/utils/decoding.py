@@ -253,7 +253,7 @@ def _search(
     Raises:
         ValueError: unless `1 <= n_best <= beam_size` (a tensor `beam_size`: `n_best >= 1`).
     """
-    if not 1 <= n_best <= (beam_size if isinstance(beam_size, int) else n_best):
+    if n_best < 1 or (isinstance(beam_size, int) and n_best > beam_size):
         raise ValueError(f"need 1 <= n_best <= beam_size, got {n_best=}, {beam_size=}")
     single_beam = _is_single_beam(beam_size)
     max_length = tf.broadcast_to(tf.cast(max_length, tf.int32), [batch_size])
