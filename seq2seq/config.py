@@ -76,6 +76,13 @@ class DecodingConfig:
 
 
 @dataclass
+class TranslationDecodingConfig(DecodingConfig):
+    # Beam and greedy search: no hypothesis holds an n-gram of this many subwords twice
+    # (0: off); it breaks the loops of a weak model ("and his two sons, and his two sons").
+    no_repeat_ngram_size: int = 0
+
+
+@dataclass
 class WaveAugmentConfig:
     """Waveform augmentation of training utterances (`audio.augment.augment_waveform`)."""
 
@@ -167,7 +174,11 @@ MAX_LM_ORDER = 10
 """The highest n-gram order whose context keys fit in int64 (`seq2seq.utils.ngram`)."""
 
 TASKS = {
-    "translate": {"data": DataConfig, "model": ModelConfig, "decoding": DecodingConfig},
+    "translate": {
+        "data": DataConfig,
+        "model": ModelConfig,
+        "decoding": TranslationDecodingConfig,
+    },
     "asr": {
         "data": SpeechDataConfig,
         "model": SpeechModelConfig,
@@ -184,7 +195,9 @@ class Config:
     data: DataConfig | SpeechDataConfig = field(default_factory=DataConfig)
     model: ModelConfig | SpeechModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
-    decoding: DecodingConfig = field(default_factory=DecodingConfig)
+    decoding: TranslationDecodingConfig | SpeechDecodingConfig = field(
+        default_factory=TranslationDecodingConfig
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -255,6 +268,11 @@ def validate(config: Config, path: str | Path) -> None:
         raise ValueError(
             f"{path}: model.attention must be 'luong' or 'bahdanau', got {config.model.attention!r}"
         )
+    for key in ("length_penalty", "no_repeat_ngram_size"):
+        if getattr(config.decoding, key) < 0:
+            raise ValueError(
+                f"{path}: decoding.{key} must not be negative, got {getattr(config.decoding, key)}"
+            )
     for direction in config.data.directions:
         if direction.count("-") != 1:
             raise ValueError(

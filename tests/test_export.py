@@ -84,6 +84,7 @@ def test_layout_assets_and_signatures(tiny_export, export_dir):
         "max_source_tokens": 32,  # the tiny config's data.max_length
         "beam_size": 3,
         "beam_sizes": [1, 2, 3, 4, 5, 8],
+        "no_repeat_ngram_size": 0,
     }
     check_serving_ops(export_dir)  # passes: core and tensorflow-text ops only
     assert saved_model.beam_sizes(6) == [1, 2, 3, 4, 5, 6, 8]  # a default gets its beam_N
@@ -262,4 +263,10 @@ def test_bad_export_arguments_are_one_line_errors(tiny_run, tmp_path, capsys):
     assert main(["export", *arguments, "--lm-weight", "0.5"]) == 2
     error = capsys.readouterr().err
     assert "--lm-weight" in error and error.count("\n") == 1
+    for flag in ("--no-repeat-ngram", "--length-penalty"):
+        assert main(["export", *arguments, flag, "-1"]) == 2
+        error = capsys.readouterr().err
+        assert error.startswith(f"seq2seq export: error: {flag}: decoding.") and (
+            "must not be negative" in error and error.count("\n") == 1
+        )
     assert not base.exists()  # nothing created for a refused export

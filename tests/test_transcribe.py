@@ -5,6 +5,7 @@ transcribe` uses it directly and through `seq2seq serve` (REST and gRPC)."""
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import subprocess
@@ -29,7 +30,7 @@ from seq2seq.data.speech_pipeline import load_utterances, pad_audio, read_speech
 from seq2seq.export.asr import language_model
 from seq2seq.export.saved_model import check_serving_ops, load_run
 from seq2seq.training.asr import build_asr_model
-from seq2seq.training.callbacks import transcribe_ids
+from seq2seq.training.callbacks import transcribe_ids, warm_start
 from seq2seq.transcription import SavedModelTranscriber, Transcriber
 from seq2seq.utils.ngram import NgramScorer
 from serving_helpers import serving
@@ -102,6 +103,26 @@ def history(run_dir: Path) -> list[dict]:
         return list(csv.DictReader(rows))
 
 
+def test_init_from_an_export_fits_a_model_with_spec_augment_switched(
+    tiny_asr_run, tiny_asr_export, trained, tmp_path
+):
+    # SpecAugment adds a random-number state, which is not learned: a run that switches
+    # it starts from the learned weights of an export made without it, and back again.
+    config, checkpoint = copy.deepcopy(trained[0]), trained[1]
+    counts = []
+    for enabled in (True, False):
+        config.model.spec_augment.enabled = enabled
+        model = build_asr_model(config)
+        assert warm_start(model, str(tiny_asr_export), tmp_path / f"run-{enabled}")
+        counts.append(len(model.variables))
+        learned = [(v.path, v.numpy()) for v in model.variables if "seed_generator" not in v.path]
+        expected = [v.numpy() for v in checkpoint.variables if "seed_generator" not in v.path]
+        assert len(learned) == len(expected)
+        for (path, ours), theirs in zip(learned, expected, strict=True):
+            np.testing.assert_array_equal(ours, theirs, err_msg=path)
+    assert counts[0] == counts[1] + 1  # SpecAugment's random-number state
+
+
 def test_training_learns_the_tones(tiny_asr_run, tiny_asr_corpus, trained):
     for name in ("best.weights.h5", "training_curves.png", "config.yaml"):
         assert (tiny_asr_run / name).is_file(), name
@@ -160,7 +181,11 @@ def test_export_without_the_language_model_text_is_a_one_line_error(tiny_asr_run
     (run / "config.yaml").write_text(yaml.safe_dump(values), encoding="utf-8")
     (run / "best.weights.h5").symlink_to(tiny_asr_run / "best.weights.h5")
     base = tmp_path / "asr"
-    for flags, needle in ((["--lm-weight", "0.3"], "lm.txt"), (["--lm-weight", "-1"], "lm_weight")):
+    for flags, needle in (
+        (["--lm-weight", "0.3"], "lm.txt"),
+        (["--lm-weight", "-1"], "lm_weight"),
+        (["--no-repeat-ngram", "3"], "--no-repeat-ngram is for translators"),
+    ):
         assert main(["export", "--run", str(run), "--model-base-path", str(base), *flags]) == 2
         error = capsys.readouterr().err
         assert error.startswith("seq2seq export: error:") and error.count("\n") == 1

@@ -182,6 +182,16 @@ def test_bad_config_is_a_one_line_error(tmp_path):
     assert missing.returncode == 2 and "missing.yaml" in missing.stderr
 
 
+def test_a_negative_no_repeat_ngram_size_names_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("decoding:\n  no_repeat_ngram_size: -1\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad.yaml: decoding.no_repeat_ngram_size must not"):
+        load_config(bad)
+    bad.write_text("task: asr\ndecoding:\n  no_repeat_ngram_size: 3\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="no_repeat_ngram_size"):  # translators only
+        load_config(bad)
+
+
 def test_bad_time_limit_is_a_one_line_error(capsys):
     assert main(["train", CONFIG, "--max-minutes", "-5"]) == 2
     error = capsys.readouterr().err

@@ -210,6 +210,24 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
             "0: none (default: the run's decoding.lm_weight)"
         ),
     )
+    parser.add_argument(
+        "--length-penalty",
+        type=float,
+        metavar="ALPHA",
+        help=(
+            "translators: the GNMT length penalty of beam search, 0 or more "
+            "(default: the run's decoding.length_penalty)"
+        ),
+    )
+    parser.add_argument(
+        "--no-repeat-ngram",
+        type=int,
+        metavar="N",
+        help=(
+            "translators: no output holds an n-gram of N subwords twice, which stops "
+            "repetition loops; 0: off (default: the run's decoding.no_repeat_ngram_size)"
+        ),
+    )
     parser.set_defaults(handler=run_export)
 
 
@@ -230,6 +248,8 @@ def run_export(args: argparse.Namespace) -> int:
             beam_size=args.beam_size,
             ctc_weight=args.ctc_weight,
             lm_weight=args.lm_weight,
+            length_penalty=args.length_penalty,
+            no_repeat_ngram_size=args.no_repeat_ngram,
         )
     except (ValueError, OSError) as error:
         print(f"seq2seq export: error: {error}", file=sys.stderr)

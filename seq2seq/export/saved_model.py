@@ -18,15 +18,17 @@ Signatures, all with input `text` (tf.string `[batch]`):
 - `align`: greedy -> `source_tokens` `[batch, S]`, `target_tokens` `[batch, T]` (subword
   pieces, "" as padding) and `attention` float32 `[batch, T, S]`.
 
-`assets/` holds `spm.model`, the run's `config.yaml` and `export.json` (direction, token
-limit, beam sizes); `assets.extra/tf_serving_warmup_requests` holds warm-up requests in
-TF Serving's format. An export is written into a hidden temporary directory, checked
-(`check_serving_ops`, then a translation), and only then renamed to its version number, so
-a polling server never sees half a model.
+`assets/` holds `spm.model`, `config.yaml` (the run's, with the export's overrides of its
+`decoding` section) and `export.json` (direction, token limit, beam sizes);
+`assets.extra/tf_serving_warmup_requests` holds warm-up requests in TF Serving's format. An
+export is written into a hidden temporary directory, checked (`check_serving_ops`, then a
+translation), and only then renamed to its version number, so a polling server never sees
+half a model.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -44,7 +46,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 # Not public API, but the only way to list the ops a plugin library registers.
 from tensorflow.python.client import pywrap_tf_session
 
-from seq2seq.config import Config, DecodingConfig, config_from_dict
+from seq2seq.config import Config, TranslationDecodingConfig, config_from_dict, validate
 from seq2seq.data.pipeline import SubwordTokenizer
 from seq2seq.export import EXPORT_INFO, next_version
 from seq2seq.models.translator import EOS_ID, PAD_ID, Translator
@@ -85,7 +87,7 @@ def build_serving_module(
     spm_model: bytes,
     tag_id: int,
     max_source_tokens: int,
-    decoding: DecodingConfig,
+    decoding: TranslationDecodingConfig,
     beam_size: int,
 ) -> tuple[tf.Module, dict[str, tf.types.experimental.ConcreteFunction]]:
     """Wraps a translator and its SentencePiece model in a module with text signatures.
@@ -143,6 +145,7 @@ def build_serving_module(
             length_penalty=decoding.length_penalty,
             max_length_ratio=decoding.max_length_ratio,
             max_length_offset=decoding.max_length_offset,
+            no_repeat_ngram_size=decoding.no_repeat_ngram_size,
         )
         # The model would answer a lone tag with something; a blank text has no translation.
         blank = tf.equal(tf.strings.length(tf.strings.strip(text)), 0)
@@ -414,6 +417,8 @@ def export_run(
     beam_size: int | None = None,
     ctc_weight: float | None = None,
     lm_weight: float | None = None,
+    length_penalty: float | None = None,
+    no_repeat_ngram_size: int | None = None,
 ) -> Path:
     """Exports a trained translator as the next version of a TF Serving model base dir.
 
@@ -431,6 +436,10 @@ def export_run(
             `decoding.beam_size`.
         ctc_weight, lm_weight: speech recognizers only: `decoding.ctc_weight` and
             `decoding.lm_weight` of the export's beam searches. Default: the run's.
+        length_penalty, no_repeat_ngram_size: translators only:
+            `decoding.length_penalty` and `decoding.no_repeat_ngram_size` of the export's
+            searches. Default: the run's. The export's `assets/config.yaml` records the
+            config it was made with.
 
     Returns:
         The new version directory, `base_path/<version>`.
@@ -442,8 +451,13 @@ def export_run(
     run_dir, base_path = Path(run_dir), Path(base_path)
     config = load_run(run_dir)
     if config.task == "asr":  # a speech recognizer: seq2seq.export.asr
-        if direction:
-            raise ValueError(f"{run_dir}: --direction is for translators; this run is task asr")
+        for flag, value in (
+            ("--direction", direction),
+            ("--length-penalty", length_penalty),
+            ("--no-repeat-ngram", no_repeat_ngram_size),
+        ):
+            if value is not None:
+                raise ValueError(f"{run_dir}: {flag} is for translators; this run is task asr")
         from seq2seq.export.asr import export_transcriber
 
         return export_transcriber(
@@ -462,6 +476,13 @@ def export_run(
         )
     if beam_size < 1:
         raise ValueError(f"beam size must be at least 1, got {beam_size}")
+    overrides = {"length_penalty": length_penalty, "no_repeat_ngram_size": no_repeat_ngram_size}
+    flags = {"length_penalty": "--length-penalty", "no_repeat_ngram_size": "--no-repeat-ngram"}
+    overrides = {name: value for name, value in overrides.items() if value is not None}
+    if overrides:
+        decoding = dataclasses.replace(config.decoding, **overrides)
+        config = dataclasses.replace(config, decoding=decoding)
+        validate(config, " and ".join(flags[name] for name in overrides))
     if not weights.is_file():
         raise ValueError(f"{weights}: no such weights file")
     source_language, target_language = direction.split("-")
@@ -483,6 +504,7 @@ def export_run(
         "max_source_tokens": max_source_tokens,
         "beam_size": beam_size,
         "beam_sizes": beam_sizes(beam_size),
+        "no_repeat_ngram_size": config.decoding.no_repeat_ngram_size,
     }
     sentences = WARMUP_SENTENCES.get(source_language, WARMUP_SENTENCES["en"])
 
@@ -491,7 +513,9 @@ def export_run(
         assets = directory / "assets"
         assets.mkdir(exist_ok=True)
         shutil.copyfile(tokenizer.model_file, assets / "spm.model")
-        shutil.copyfile(run_dir / "config.yaml", assets / "config.yaml")
+        (assets / "config.yaml").write_text(
+            yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8"
+        )
         (assets / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         write_warmup_requests(directory, base_path.name, sentences)
         check_serving_ops(directory)

@@ -146,6 +146,7 @@ class Translator(keras.Model):
         max_length_ratio: float = 2.0,
         max_length_offset: int = 10,
         n_best: int = 1,
+        no_repeat_ngram_size: int = 0,
     ) -> decoding.DecodingResult:
         """Translates a batch of source ids: greedy with `beam_size=1`, else
         beam search. Graph code: the same runs eagerly, in `tf.function` and
@@ -159,6 +160,9 @@ class Translator(keras.Model):
             max_length_ratio, max_length_offset: an output stops after
                 `ratio * source_length + offset` tokens. Defaults: 2.0, 10.
             n_best: hypotheses returned per sentence (beam only). Default: 1.
+            no_repeat_ngram_size: when positive, no output holds an n-gram of this
+                many subwords twice (see `seq2seq.utils.decoding.beam_search`).
+                Default: 0 (off).
         """
         memory, keys, memory_mask, state = self.encode(source)
         source_lengths = ops.sum(ops.cast(memory_mask, "float32"), axis=1)
@@ -174,6 +178,7 @@ class Translator(keras.Model):
             beam_size=beam_size,
             length_penalty=length_penalty,
             n_best=n_best,
+            no_repeat_ngram_size=no_repeat_ngram_size,
         )
 
     def get_config(self):

@@ -313,6 +313,10 @@ def has_backup(run_dir: Path) -> bool:
     return any((Path(run_dir) / "backup").glob("**/*"))
 
 
+_SEED_STATE = "seed_generator_state"
+"""In the name of the variables of `keras.random.SeedGenerator`s (dropout, SpecAugment)."""
+
+
 def warm_start(model: keras.Model, init_from: str, run_dir: Path) -> bool:
     """Loads the weights `init_from` names into a fresh run's built `model`: a weights
     file (a run's `best.weights.h5`), or an exported SavedModel (a version directory or
@@ -355,10 +359,14 @@ def _assign_from_saved_model(model: keras.Model, path: Path) -> None:
     values = getattr(tf.saved_model.load(str(export_dir)), "model_variables", None)
     if values is None:
         raise ValueError("not a SavedModel of `seq2seq export`")
-    shapes = [tuple(variable.shape) for variable in model.variables]
+    # Random-number states are not learned, and a model may have more or fewer of them
+    # than the exported one (SpecAugment switched on or off).
+    variables = [v for v in model.variables if _SEED_STATE not in v.path]
+    values = [value for value in values if _SEED_STATE not in value.name]
+    shapes = [tuple(variable.shape) for variable in variables]
     if [tuple(value.shape) for value in values] != shapes:
         raise ValueError(f"{export_dir}: its variables do not have this model's shapes")
-    for variable, value in zip(model.variables, values, strict=True):
+    for variable, value in zip(variables, values, strict=True):
         variable.assign(value)
 
 

@@ -68,6 +68,8 @@ class _Beams(NamedTuple):
     tokens: tf.TensorArray  # per step, [batch, beam] int32: the token each beam took
     parents: tf.TensorArray  # per step, [batch, beam] int32: the beam each beam extended
     attention: tf.TensorArray  # per step, [batch, beam, src_len] float32
+    history: Any  # [batch, beam, max_steps + 1] int32 tokens of each hypothesis (-1 after
+    # them) when repeated n-grams are blocked, else ()
 
 
 def tile_for_beam(structure: Any, beam_size: BeamSize) -> Any:
@@ -96,6 +98,7 @@ def greedy_search(
     bos_id: int,
     eos_id: int,
     max_length: int | tf.Tensor,
+    no_repeat_ngram_size: int = 0,
 ) -> DecodingResult:
     """Decodes by taking the most likely token at each step.
 
@@ -108,11 +111,24 @@ def greedy_search(
         max_length: maximum number of tokens per sequence, EOS excluded: a Python int, a
             scalar int32 tensor, or a `[batch]` int32 tensor. A sequence that reaches it is
             finished without EOS.
+        no_repeat_ngram_size: when positive, no hypothesis holds the same n-gram of this
+            many tokens twice (see `beam_search`). Default: 0 (off).
 
     Returns:
         A `DecodingResult` with `n_best = 1` whose scores are sums of log-probs.
     """
-    return _search(step_fn, initial_state, batch_size, bos_id, eos_id, max_length, 1, 0.0, n_best=1)
+    return _search(
+        step_fn,
+        initial_state,
+        batch_size,
+        bos_id,
+        eos_id,
+        max_length,
+        1,
+        0.0,
+        n_best=1,
+        no_repeat_ngram_size=no_repeat_ngram_size,
+    )
 
 
 def beam_search(
@@ -125,6 +141,7 @@ def beam_search(
     beam_size: BeamSize,
     length_penalty: float = 0.6,
     n_best: int = 1,
+    no_repeat_ngram_size: int = 0,
 ) -> DecodingResult:
     """Decodes with a batched beam search over `batch_size * beam_size` rows.
 
@@ -153,6 +170,11 @@ def beam_search(
         length_penalty: the GNMT alpha; 0 ranks by the raw sum of log-probs.
         n_best: number of hypotheses returned per example, at most `beam_size` (checked
             when that is a Python int; a tensor smaller than `n_best` fails at run time).
+        no_repeat_ngram_size: when positive, a token that would make a hypothesis hold
+            the same n-gram of this many tokens twice gets log-prob -inf (EOS excepted),
+            like `no_repeat_ngram_size` of Hugging Face's `generate`: it stops the loops
+            that a weak model falls into ("and his two sons, and his two sons, ...")
+            until the length limit. Default: 0 (off).
 
     Returns:
         A `DecodingResult` with the `n_best` best hypotheses per example, best first.
@@ -169,6 +191,7 @@ def beam_search(
         beam_size,
         length_penalty,
         n_best,
+        no_repeat_ngram_size,
     )
 
 
@@ -183,6 +206,7 @@ def decode(
     beam_size: BeamSize = 1,
     length_penalty: float = 0.6,
     n_best: int = 1,
+    no_repeat_ngram_size: int = 0,
 ) -> DecodingResult:
     """Greedy search (`beam_size=1`) or beam search of an encoder-decoder.
 
@@ -203,6 +227,7 @@ def decode(
         beam_size: 1 for greedy search (a `BeamSize`; a tensor holding 1 searches
             greedily too). Default: 1.
         length_penalty, n_best: beam search only, as `beam_search` takes. Defaults: 0.6, 1.
+        no_repeat_ngram_size: as `beam_search` takes. Default: 0 (off).
 
     Returns:
         The `DecodingResult` of `greedy_search` or `beam_search`.
@@ -228,6 +253,7 @@ def decode(
         beam_size,
         length_penalty,
         n_best,
+        no_repeat_ngram_size,
         running_rows_only=True,
     )
 
@@ -242,6 +268,7 @@ def _search(
     beam_size: BeamSize,
     length_penalty: float | tf.Tensor,
     n_best: int,
+    no_repeat_ngram_size: int = 0,
     running_rows_only: bool = False,
 ) -> DecodingResult:
     """Runs the search loop and reads out the best hypotheses.
@@ -251,10 +278,13 @@ def _search(
     int32 indices of the rows it is given (None for all of them; see `_step_running`).
 
     Raises:
-        ValueError: unless `1 <= n_best <= beam_size` (a tensor `beam_size`: `n_best >= 1`).
+        ValueError: unless `1 <= n_best <= beam_size` (a tensor `beam_size`: `n_best >= 1`),
+            or for a negative `no_repeat_ngram_size`.
     """
     if n_best < 1 or (isinstance(beam_size, int) and n_best > beam_size):
         raise ValueError(f"need 1 <= n_best <= beam_size, got {n_best=}, {beam_size=}")
+    if no_repeat_ngram_size < 0:
+        raise ValueError(f"no_repeat_ngram_size must not be negative, got {no_repeat_ngram_size}")
     single_beam = _is_single_beam(beam_size)
     max_length = tf.broadcast_to(tf.cast(max_length, tf.int32), [batch_size])
     max_steps = tf.reduce_max(max_length)
@@ -284,6 +314,10 @@ def _search(
             log_probs = tf.where(
                 beams.finished[:, :, tf.newaxis], _absorbing(vocab_size, eos_id), log_probs
             )
+        if no_repeat_ngram_size:
+            log_probs = _block_repeated_ngrams(
+                log_probs, beams.history, beams.step, beams.finished, no_repeat_ngram_size, eos_id
+            )
         totals = beams.scores[:, :, tf.newaxis] + log_probs
         candidate_steps = beams.num_steps + tf.cast(~beams.finished, tf.int32)
         ranking = _penalize(totals, candidate_steps[:, :, tf.newaxis], length_penalty)
@@ -303,6 +337,12 @@ def _search(
         # The parents' rows in the flattened batch * beam axis.
         rows = parents + beam_size * tf.range(tf.shape(parents)[0])[:, tf.newaxis]
         rows = tf.reshape(rows, [-1])
+        history = beams.history
+        if no_repeat_ngram_size:
+            if not single_beam:
+                history = tf.gather(history, parents, batch_dims=1)
+            is_step = tf.range(tf.shape(history)[2]) == beams.step
+            history = tf.where(is_step, tokens[:, :, tf.newaxis], history)
         if not single_beam:
             state = tf.nest.map_structure(lambda t: tf.gather(t, rows), state)
         attention_history = beams.attention
@@ -321,6 +361,7 @@ def _search(
                 tokens=beams.tokens.write(beams.step, tokens),
                 parents=beams.parents.write(beams.step, parents),
                 attention=attention_history,
+                history=history,
             ),
         )
 
@@ -337,6 +378,8 @@ def _search(
         tokens=tf.TensorArray(tf.int32, size=0, dynamic_size=True),
         parents=tf.TensorArray(tf.int32, size=0, dynamic_size=True),
         attention=tf.TensorArray(tf.float32, size=0, dynamic_size=True),
+        # One column more than steps, so that it has one even when max_steps is 0.
+        history=tf.fill([batch_size, beam_size, max_steps + 1], -1) if no_repeat_ngram_size else (),
     )
     (final,) = tf.while_loop(cond, body, (initial,))
 
@@ -433,6 +476,47 @@ def _step_running(
 
     outputs = tf.cond(tf.reduce_all(running), all_rows, running_rows)
     return outputs if returns_attention else (*outputs, None)
+
+
+def _block_repeated_ngrams(
+    log_probs: tf.Tensor,
+    history: tf.Tensor,
+    step: tf.Tensor,
+    finished: tf.Tensor,
+    size: int,
+    eos_id: int,
+) -> tf.Tensor:
+    """Gives log-prob -inf to each token that would complete an n-gram of `size` tokens
+    that the running hypothesis already holds (EOS excepted).
+
+    The next token goes at position `step`; an earlier n-gram starting at `i <= step -
+    size` is repeated when its first `size - 1` tokens equal the hypothesis's last `size
+    - 1`, and then its last token is the one to block.
+
+    Args:
+        log_probs: `[batch, beam, vocab]` float32.
+        history: `[batch, beam, width]` int32: tokens at positions `0 .. step - 1`.
+        step: scalar int32, the number of tokens so far.
+        finished: `[batch, beam]` bool: rows left alone (they only take EOS).
+        size: the n-gram length, at least 1.
+        eos_id: the token never blocked.
+
+    Returns:
+        `log_probs` with the blocked entries at -inf.
+    """
+    width = tf.shape(history)[2]
+    starts = tf.maximum(width - size + 1, 0)  # positions where an n-gram may start
+    repeated = (tf.range(starts) <= step - size) & ~finished[:, :, tf.newaxis]
+    for k in range(size - 1):
+        position = tf.clip_by_value(step - size + 1 + k, 0, width - 1)
+        suffix_token = tf.gather(history, position, axis=2)
+        repeated &= history[:, :, k : k + starts] == suffix_token[:, :, tf.newaxis]
+    completing = history[:, :, size - 1 : size - 1 + starts]
+    found = tf.where(repeated & (completing != eos_id))  # [n, 3]: batch, beam, start
+    tokens = tf.gather_nd(completing, found)
+    indices = tf.concat([tf.cast(found[:, :2], tf.int32), tokens[:, tf.newaxis]], axis=1)
+    blocked = tf.fill(tf.shape(tokens), _NEG_INF)
+    return tf.tensor_scatter_nd_update(log_probs, indices, blocked)
 
 
 def _settled(

@@ -79,10 +79,23 @@ def brute_force(table: np.ndarray, max_length: int, length_penalty: float) -> li
     return sorted(ranked, key=lambda hypothesis: -hypothesis[1])
 
 
-def stepwise_argmax(table: np.ndarray, max_length: int) -> tuple[tuple[int, ...], float]:
+def repeats_an_ngram(tokens: tuple[int, ...], size: int) -> bool:
+    """Whether `tokens` holds some n-gram of `size` tokens twice (0: never)."""
+    grams = [tokens[i : i + size] for i in range(len(tokens) - size + 1)] if size else []
+    return len(grams) != len(set(grams))
+
+
+def stepwise_argmax(
+    table: np.ndarray, max_length: int, no_repeat_ngram_size: int = 0
+) -> tuple[tuple[int, ...], float]:
     tokens, score = (), 0.0
     while len(tokens) < max_length:
-        token = int(np.argmax([token_log_prob(table, tokens, t) for t in range(VOCAB)]))
+        allowed = [
+            t == EOS or not repeats_an_ngram((*tokens, t), no_repeat_ngram_size)
+            for t in range(VOCAB)
+        ]
+        log_probs = [token_log_prob(table, tokens, t) for t in range(VOCAB)]
+        token = int(np.argmax(np.where(allowed, log_probs, -np.inf)))
         score += token_log_prob(table, tokens, token)
         if token == EOS:
             break
@@ -151,11 +164,15 @@ def test_greedy_is_stepwise_argmax(max_length):
         np.testing.assert_array_equal(getattr(result, name), getattr(single_beam, name))
 
 
-@pytest.mark.parametrize("length_penalty", [0.0, 0.6, 1.5])
-def test_wide_beam_finds_the_brute_force_n_best(length_penalty):
+@pytest.mark.parametrize(
+    ("length_penalty", "no_repeat_ngram_size"),
+    [(0.0, 0), (0.6, 0), (1.5, 0), (0.6, 1), (0.6, 2), (0.6, 3)],
+)
+def test_wide_beam_finds_the_brute_force_n_best(length_penalty, no_repeat_ngram_size):
     tables, max_length = random_tables(3, seed=1), 4
     # 1 + 4 + 16 + 64 hypotheses end with EOS, 4 ** 4 reach max_length: 341 in all, so a
-    # beam of 350 never prunes one.
+    # beam of 350 never prunes one. Blocking repeated n-grams leaves out those that
+    # repeat one.
     result = decode(
         beam_search,
         tables,
@@ -164,9 +181,52 @@ def test_wide_beam_finds_the_brute_force_n_best(length_penalty):
         beam_size=350,
         length_penalty=length_penalty,
         n_best=5,
+        no_repeat_ngram_size=no_repeat_ngram_size,
     )
     for b, found in enumerate(hypotheses(result)):
-        assert_same_hypotheses(found, brute_force(tables[b], max_length, length_penalty)[:5])
+        allowed = [
+            hypothesis
+            for hypothesis in brute_force(tables[b], max_length, length_penalty)
+            if not repeats_an_ngram(hypothesis[0], no_repeat_ngram_size)
+        ]
+        assert_same_hypotheses(found, allowed[:5])
+
+
+def looping_tables() -> np.ndarray:
+    """A chain that goes A, B, A, B, ... and is least likely to end."""
+    first_order = np.full((VOCAB, VOCAB), 0.1)
+    first_order[:, EOS] = 0.01
+    first_order[[BOS, B], A] = first_order[A, B] = 0.6
+    first_order /= first_order.sum(axis=1, keepdims=True)
+    return np.broadcast_to(np.log(first_order), (1, VOCAB, VOCAB, VOCAB)).astype(np.float32)
+
+
+@pytest.mark.parametrize("beam_size", [1, 3, "tensor"])
+def test_no_repeat_ngram_breaks_a_loop(beam_size):
+    tables, max_length = looping_tables(), 9
+    beam_size = tf.constant(3) if beam_size == "tensor" else beam_size
+
+    def search(size):
+        return decoding.decode(
+            memory_step_fn(tf.constant(tables)),
+            {"context": tf.constant([0])},
+            tf.fill([1], BOS),
+            1,
+            BOS,
+            EOS,
+            max_length,
+            beam_size,
+            no_repeat_ngram_size=size,
+        )
+
+    looping = hypotheses(search(0))[0][0][0]
+    assert looping == (A, B) * 4 + (A,)
+    for size in (2, 3):
+        tokens = hypotheses(search(size))[0][0][0]
+        assert not repeats_an_ngram(tokens, size)
+        assert tokens[:size] == looping[:size]
+        if beam_size == 1:
+            assert tokens == stepwise_argmax(tables[0], max_length, size)[0]
 
 
 def test_beam_finds_what_greedy_misses():
@@ -396,6 +456,11 @@ def test_tile_for_beam_is_batch_major():
     tiled = tile_for_beam({"a": tf.constant([1, 2]), "b": (tf.constant([[3.0], [4.0]]),)}, 3)
     np.testing.assert_array_equal(tiled["a"], [1, 1, 1, 2, 2, 2])
     np.testing.assert_array_equal(tiled["b"][0], [[3.0]] * 3 + [[4.0]] * 3)
+
+
+def test_a_negative_no_repeat_ngram_size_is_rejected():
+    with pytest.raises(ValueError, match="no_repeat_ngram_size must not be negative"):
+        decode(beam_search, random_tables(1), [0], 4, beam_size=2, no_repeat_ngram_size=-1)
 
 
 def test_n_best_above_beam_size_is_rejected():
