@@ -28,23 +28,21 @@ pieces of `max_piece_seconds` (`assets/export.json`).
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-import yaml
 
 from audio.layers import decode_wav_batch
-from seq2seq.config import Config, validate
+from seq2seq.config import Config
 from seq2seq.data import characters
-from seq2seq.export import EXPORT_INFO
 from seq2seq.export.saved_model import (
     check_serving_ops,
     load_weights,
+    override_decoding,
     publish_version,
     traced_searches,
+    write_assets,
     write_prediction_logs,
 )
 from seq2seq.models.transcriber import Transcriber
@@ -231,12 +229,10 @@ def export_transcriber(
     beam_size = config.decoding.beam_size if beam_size is None else beam_size
     if beam_size < 0:
         raise ValueError(f"beam size must be 0 (CTC greedy) or more, got {beam_size}")
-    overrides = {"ctc_weight": ctc_weight, "lm_weight": lm_weight}
-    overrides = {name: value for name, value in overrides.items() if value is not None}
-    if overrides:
-        decoding = dataclasses.replace(config.decoding, **overrides)
-        config = dataclasses.replace(config, decoding=decoding)
-        validate(config, " and ".join(f"--{name.replace('_', '-')}" for name in overrides))
+    config = override_decoding(
+        config,
+        {"ctc_weight": ("--ctc-weight", ctc_weight), "lm_weight": ("--lm-weight", lm_weight)},
+    )
     if not weights.is_file():
         raise ValueError(f"{weights}: no such weights file")
     lm, lm_info = language_model(config) if config.decoding.lm_weight > 0.0 else (None, None)
@@ -260,12 +256,7 @@ def export_transcriber(
 
     def write(directory: Path) -> None:
         tf.saved_model.save(module, str(directory), signatures=signatures)
-        assets = directory / "assets"
-        assets.mkdir(exist_ok=True)
-        (assets / "config.yaml").write_text(
-            yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8"
-        )
-        (assets / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        write_assets(directory, config, info)
         write_prediction_logs(directory, base_path.name, _warmup_requests(signals))
         check_serving_ops(directory)
         _check_transcribes(directory, signals)

@@ -409,6 +409,36 @@ def load_run(run_dir: str | Path) -> Config:
     return config_from_dict(values, str(path))
 
 
+def override_decoding(config: Config, overrides: dict[str, tuple[str, Any]]) -> Config:
+    """`config` with the `decoding` values an export's command line gave, validated.
+
+    Args:
+        config: the run's config.
+        overrides: `{decoding key: (flag, value)}`; a value of None was not given.
+
+    Raises:
+        ValueError: naming the flags, for a value the config would refuse.
+    """
+    given = {key: value for key, (_, value) in overrides.items() if value is not None}
+    if not given:
+        return config
+    config = dataclasses.replace(config, decoding=dataclasses.replace(config.decoding, **given))
+    validate(config, " and ".join(overrides[key][0] for key in given))
+    return config
+
+
+def write_assets(directory: Path, config: Config, info: dict[str, Any]) -> Path:
+    """Writes an export's `assets/config.yaml` (the config it was made with) and
+    `assets/export.json` (`info`) into the SavedModel `directory`; returns `assets/`."""
+    assets = directory / "assets"
+    assets.mkdir(exist_ok=True)
+    (assets / "config.yaml").write_text(
+        yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8"
+    )
+    (assets / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    return assets
+
+
 def export_run(
     run_dir: str | Path,
     base_path: str | Path,
@@ -476,13 +506,13 @@ def export_run(
         )
     if beam_size < 1:
         raise ValueError(f"beam size must be at least 1, got {beam_size}")
-    overrides = {"length_penalty": length_penalty, "no_repeat_ngram_size": no_repeat_ngram_size}
-    flags = {"length_penalty": "--length-penalty", "no_repeat_ngram_size": "--no-repeat-ngram"}
-    overrides = {name: value for name, value in overrides.items() if value is not None}
-    if overrides:
-        decoding = dataclasses.replace(config.decoding, **overrides)
-        config = dataclasses.replace(config, decoding=decoding)
-        validate(config, " and ".join(flags[name] for name in overrides))
+    config = override_decoding(
+        config,
+        {
+            "length_penalty": ("--length-penalty", length_penalty),
+            "no_repeat_ngram_size": ("--no-repeat-ngram", no_repeat_ngram_size),
+        },
+    )
     if not weights.is_file():
         raise ValueError(f"{weights}: no such weights file")
     source_language, target_language = direction.split("-")
@@ -510,13 +540,8 @@ def export_run(
 
     def write(directory: Path) -> None:
         tf.saved_model.save(module, str(directory), signatures=signatures)
-        assets = directory / "assets"
-        assets.mkdir(exist_ok=True)
+        assets = write_assets(directory, config, info)
         shutil.copyfile(tokenizer.model_file, assets / "spm.model")
-        (assets / "config.yaml").write_text(
-            yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8"
-        )
-        (assets / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         write_warmup_requests(directory, base_path.name, sentences)
         check_serving_ops(directory)
         _check_translates(directory, sentences)

@@ -316,7 +316,7 @@ def _search(
             )
         if no_repeat_ngram_size:
             log_probs = _block_repeated_ngrams(
-                log_probs, beams.history, beams.step, beams.finished, no_repeat_ngram_size, eos_id
+                log_probs, beams.history, beams.step, no_repeat_ngram_size, eos_id
             )
         totals = beams.scores[:, :, tf.newaxis] + log_probs
         candidate_steps = beams.num_steps + tf.cast(~beams.finished, tf.int32)
@@ -482,22 +482,21 @@ def _block_repeated_ngrams(
     log_probs: tf.Tensor,
     history: tf.Tensor,
     step: tf.Tensor,
-    finished: tf.Tensor,
     size: int,
     eos_id: int,
 ) -> tf.Tensor:
     """Gives log-prob -inf to each token that would complete an n-gram of `size` tokens
-    that the running hypothesis already holds (EOS excepted).
+    that the hypothesis already holds (EOS excepted).
 
     The next token goes at position `step`; an earlier n-gram starting at `i <= step -
     size` is repeated when its first `size - 1` tokens equal the hypothesis's last `size
-    - 1`, and then its last token is the one to block.
+    - 1`, and then its last token is the one to block. Finished hypotheses need no
+    exception: their log-probs are already -inf for every token but EOS.
 
     Args:
         log_probs: `[batch, beam, vocab]` float32.
         history: `[batch, beam, width]` int32: tokens at positions `0 .. step - 1`.
         step: scalar int32, the number of tokens so far.
-        finished: `[batch, beam]` bool: rows left alone (they only take EOS).
         size: the n-gram length, at least 1.
         eos_id: the token never blocked.
 
@@ -506,7 +505,8 @@ def _block_repeated_ngrams(
     """
     width = tf.shape(history)[2]
     starts = tf.maximum(width - size + 1, 0)  # positions where an n-gram may start
-    repeated = (tf.range(starts) <= step - size) & ~finished[:, :, tf.newaxis]
+    shape = tf.concat([tf.shape(history)[:2], [starts]], axis=0)  # [batch, beam, starts]
+    repeated = tf.broadcast_to(tf.range(starts) <= step - size, shape)
     for k in range(size - 1):
         position = tf.clip_by_value(step - size + 1 + k, 0, width - 1)
         suffix_token = tf.gather(history, position, axis=2)
