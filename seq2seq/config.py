@@ -65,6 +65,9 @@ class TrainingConfig:
     # Wall-clock minutes after which this process stops training (0: no limit). The
     # epoch under way ends at that step; running the command again continues.
     max_minutes: float = 0.0
+    # The weights at the end of each of the last N epochs, kept in the run's
+    # `checkpoints/` for checkpoint averaging (`seq2seq export --weights FILE...`); 0: none.
+    keep_checkpoints: int = 0
 
 
 @dataclass
@@ -258,6 +261,11 @@ def validate(config: Config, path: str | Path) -> None:
     if config.training.max_minutes < 0:
         raise ValueError(
             f"{path}: training.max_minutes must not be negative, got {config.training.max_minutes}"
+        )
+    if config.training.keep_checkpoints < 0:
+        raise ValueError(
+            f"{path}: training.keep_checkpoints must not be negative, "
+            f"got {config.training.keep_checkpoints}"
         )
     if config.task == "asr":
         _validate_asr(config, path)

@@ -234,6 +234,33 @@ def test_versions_are_numbered_and_a_refused_export_leaves_nothing(
     assert sorted(p.name for p in base.iterdir()) == ["1", "2"]  # no 3, no temporary
 
 
+def test_several_weights_files_export_their_average(tiny_run, tmp_path, monkeypatch):
+    checkpoints = sorted((tiny_run / "checkpoints").glob("epoch-*.weights.h5"))
+    assert len(checkpoints) == 2  # training.keep_checkpoints of the tiny config
+    exported = []
+
+    def capture(model, *args, **kwargs):
+        exported.extend(variable.numpy() for variable in model.variables)
+        return _identity_module()
+
+    monkeypatch.setattr(saved_model, "build_serving_module", capture)
+    arguments = ["--run", str(tiny_run), "--model-base-path", str(tmp_path / "m")]
+    assert main(["export", *arguments, "--weights", *map(str, checkpoints)]) == 0
+    config = load_run(tiny_run)
+    vocab_size = SubwordTokenizer(tiny_run / "spm.model").vocab_size
+    epochs = []
+    for path in checkpoints:
+        model = build_model(config, vocab_size)
+        model.load_weights(path)
+        epochs.append([variable.numpy() for variable in model.variables])
+    differing = 0
+    for value, first, second in zip(exported, *epochs, strict=True):
+        if np.issubdtype(value.dtype, np.floating):  # not the random-number states
+            np.testing.assert_allclose(value, (first + second) / 2, rtol=1e-6, atol=1e-7)
+            differing += not np.array_equal(first, second)
+    assert differing > 0  # the two epochs differ, so their average is neither
+
+
 def test_bad_export_arguments_are_one_line_errors(tiny_run, tmp_path, capsys):
     base = tmp_path / "models" / "m"
     assert (
@@ -269,4 +296,11 @@ def test_bad_export_arguments_are_one_line_errors(tiny_run, tmp_path, capsys):
         assert error.startswith(f"seq2seq export: error: {flag}: decoding.") and (
             "must not be negative" in error and error.count("\n") == 1
         )
+    missing = tmp_path / "epoch-009.weights.h5"
+    assert (
+        main(["export", *arguments, "--weights", str(tiny_run / "best.weights.h5"), str(missing)])
+        == 2
+    )
+    error = capsys.readouterr().err
+    assert error == f"seq2seq export: error: {missing}: no such weights file\n"
     assert not base.exists()  # nothing created for a refused export

@@ -75,7 +75,11 @@ def test_training_writes_checkpoint_history_plot_and_logs(trained):
 def test_rerun_with_more_epochs_continues_where_it_stopped(trained, tiny_config):
     result = run_train(tiny_config, "--epochs", "3")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert [int(r["epoch"]) for r in history(Path(trained.training.output_dir))] == [0, 1, 2]
+    output = Path(trained.training.output_dir)
+    assert [int(r["epoch"]) for r in history(output)] == [0, 1, 2]
+    # training.keep_checkpoints: 2 keeps the last two epochs, numbered across the rerun.
+    kept = sorted(path.name for path in (output / "checkpoints").iterdir())
+    assert kept == ["epoch-002.weights.h5", "epoch-003.weights.h5"]
 
 
 def test_killed_run_resumes_from_its_backup(tiny_corpus, tmp_path):

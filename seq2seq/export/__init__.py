@@ -168,7 +168,15 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
         "--run", type=Path, required=True, metavar="RUN_DIR", help="training run directory"
     )
     parser.add_argument(
-        "--weights", type=Path, metavar="FILE", help="weights (default: RUN_DIR/best.weights.h5)"
+        "--weights",
+        type=Path,
+        nargs="+",
+        metavar="FILE",
+        help=(
+            "weights (default: RUN_DIR/best.weights.h5); several files are averaged, "
+            "e.g. RUN_DIR/checkpoints/epoch-*.weights.h5 (checkpoint averaging; a run keeps "
+            "its last epochs there with training.keep_checkpoints)"
+        ),
     )
     parser.add_argument(
         "--model-base-path",

@@ -196,7 +196,7 @@ def export_transcriber(
     run_dir: str | Path,
     base_path: str | Path,
     config: Config,
-    weights: str | Path | None = None,
+    weights: list[Path],
     beam_size: int | None = None,
     ctc_weight: float | None = None,
     lm_weight: float | None = None,
@@ -208,7 +208,7 @@ def export_transcriber(
         run_dir: training run directory (`config.yaml`, weights).
         base_path: TF Serving model base directory; created if missing.
         config: the run's config.
-        weights: weights file. Default: `run_dir/best.weights.h5`.
+        weights: weights file, or several to average (see `load_weights`).
         beam_size: beam size of `serving_default` (0: CTC greedy). Default:
             `decoding.beam_size`.
         ctc_weight: weight of the CTC prefix score in the beam searches. Default:
@@ -225,7 +225,6 @@ def export_transcriber(
             in `base_path` then.
     """
     run_dir, base_path = Path(run_dir), Path(base_path)
-    weights = Path(weights) if weights else run_dir / "best.weights.h5"
     beam_size = config.decoding.beam_size if beam_size is None else beam_size
     if beam_size < 0:
         raise ValueError(f"beam size must be 0 (CTC greedy) or more, got {beam_size}")
@@ -233,8 +232,6 @@ def export_transcriber(
         config,
         {"ctc_weight": ("--ctc-weight", ctc_weight), "lm_weight": ("--lm-weight", lm_weight)},
     )
-    if not weights.is_file():
-        raise ValueError(f"{weights}: no such weights file")
     lm, lm_info = language_model(config) if config.decoding.lm_weight > 0.0 else (None, None)
     model = Transcriber(config.model)
     model.build()

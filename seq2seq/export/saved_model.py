@@ -33,10 +33,11 @@ import functools
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_text
 import yaml
@@ -383,13 +384,49 @@ def _remove_abandoned_exports(base_path: Path) -> None:
             shutil.rmtree(directory, ignore_errors=True)
 
 
-def load_weights(model: Any, weights: Path) -> None:
-    """`model.load_weights(weights)`, with any failure a `ValueError` naming the file."""
-    try:
-        model.load_weights(weights)
-    except (OSError, ValueError, KeyError) as error:  # h5py's errors do not name the file
-        reason = next(iter(str(error).strip().splitlines()), type(error).__name__)
-        raise ValueError(f"{weights}: cannot load the weights ({reason})") from None
+WeightsFiles = str | Path | Sequence[str | Path]
+"""One weights file, or several to average."""
+
+
+def weights_files(run_dir: Path, weights: WeightsFiles | None) -> list[Path]:
+    """The weights files an export loads: `weights` (one path or several), or the run's
+    `best.weights.h5` when None."""
+    if weights is None:
+        return [run_dir / "best.weights.h5"]
+    if isinstance(weights, (str, Path)):
+        return [Path(weights)]
+    return [Path(path) for path in weights]
+
+
+def load_weights(model: Any, files: Sequence[Path]) -> None:
+    """Loads one weights file into `model`, or the average of several (checkpoint
+    averaging, e.g. a run's last epochs in `checkpoints/`): every floating-point variable
+    gets the mean of its values in `files`; the others (random-number states) are not
+    averaged.
+
+    Raises:
+        ValueError: naming the file that is missing or does not fit the model.
+    """
+    for path in files:
+        if not Path(path).is_file():
+            raise ValueError(f"{path}: no such weights file")
+    totals = None
+    for path in files:
+        try:
+            model.load_weights(path)
+        except (OSError, ValueError, KeyError) as error:  # h5py's errors do not name the file
+            reason = next(iter(str(error).strip().splitlines()), type(error).__name__)
+            raise ValueError(f"{path}: cannot load the weights ({reason})") from None
+        if len(files) > 1:
+            values = [np.asarray(variable.numpy(), np.float64) for variable in model.variables]
+            totals = (
+                values if totals is None else [a + b for a, b in zip(totals, values, strict=True)]
+            )
+    if totals is None:
+        return
+    for variable, total in zip(model.variables, totals, strict=True):
+        if np.issubdtype(np.dtype(variable.dtype), np.floating):
+            variable.assign((total / len(files)).astype(variable.dtype))
 
 
 def load_run(run_dir: str | Path) -> Config:
@@ -442,7 +479,7 @@ def write_assets(directory: Path, config: Config, info: dict[str, Any]) -> Path:
 def export_run(
     run_dir: str | Path,
     base_path: str | Path,
-    weights: str | Path | None = None,
+    weights: WeightsFiles | None = None,
     direction: str | None = None,
     beam_size: int | None = None,
     ctc_weight: float | None = None,
@@ -459,7 +496,8 @@ def export_run(
         run_dir: training run directory (`config.yaml`, `spm.model`, weights).
         base_path: TF Serving model base directory; created if missing. Its name is the
             model name in the warm-up requests.
-        weights: weights file. Default: `run_dir/best.weights.h5`.
+        weights: weights file, or several to average (see `load_weights`). Default:
+            `run_dir/best.weights.h5`.
         direction: `source-target` direction to serve, one of the run's
             `data.directions`. Default: the first of them.
         beam_size: beam size of `serving_default`. Default: the run's
@@ -491,12 +529,18 @@ def export_run(
         from seq2seq.export.asr import export_transcriber
 
         return export_transcriber(
-            run_dir, base_path, config, weights, beam_size, ctc_weight, lm_weight
+            run_dir,
+            base_path,
+            config,
+            weights_files(run_dir, weights),
+            beam_size,
+            ctc_weight,
+            lm_weight,
         )
     for flag, value in (("--ctc-weight", ctc_weight), ("--lm-weight", lm_weight)):
         if value is not None:
             raise ValueError(f"{run_dir}: {flag} is for speech recognizers, not translators")
-    weights = Path(weights) if weights else run_dir / "best.weights.h5"
+    weights = weights_files(run_dir, weights)
     direction = direction or config.data.directions[0]
     beam_size = config.decoding.beam_size if beam_size is None else beam_size
     if direction not in config.data.directions:
@@ -513,8 +557,6 @@ def export_run(
             "no_repeat_ngram_size": ("--no-repeat-ngram", no_repeat_ngram_size),
         },
     )
-    if not weights.is_file():
-        raise ValueError(f"{weights}: no such weights file")
     source_language, target_language = direction.split("-")
     tokenizer = SubwordTokenizer(run_dir / "spm.model")
     model = Translator(tokenizer.vocab_size, config.model)

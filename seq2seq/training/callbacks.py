@@ -297,6 +297,34 @@ class TimeLimit(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class EpochCheckpoints(keras.callbacks.Callback):
+    """Writes the weights at the end of every epoch to
+    `directory/epoch-NNN.weights.h5` (NNN counting from 1, across resumed runs; each
+    file written to a temporary name first) and deletes all but the last `keep`: the
+    inputs of checkpoint averaging (`seq2seq export --weights FILE...`).
+
+    Args:
+        directory: where the files go; created when needed.
+        keep: how many of the latest epochs to keep, at least 1.
+    """
+
+    def __init__(self, directory: Path, keep: int):
+        super().__init__()
+        if keep < 1:
+            raise ValueError(f"`keep` must be at least 1, got {keep}")
+        self.directory = Path(directory)
+        self.keep = keep
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / f"epoch-{epoch + 1:03d}.weights.h5"
+        temporary = path.with_name(f".tmp-{path.name}")
+        self.model.save_weights(temporary)
+        os.replace(temporary, path)
+        for stale in sorted(self.directory.glob("epoch-*.weights.h5"))[: -self.keep]:
+            stale.unlink()
+
+
 class BackupEveryStepsAndEpoch(keras.callbacks.BackupAndRestore):
     """`BackupAndRestore` that backs up every `save_freq` steps *and* at the
     end of every epoch, so a finished epoch is never trained again after a
@@ -379,6 +407,7 @@ def run_callbacks(
     patience: int,
     backup_every_steps: int,
     max_minutes: float = 0.0,
+    keep_checkpoints: int = 0,
 ) -> list[keras.callbacks.Callback]:
     """The callbacks of every `seq2seq train` run, in the order they must run.
 
@@ -391,7 +420,13 @@ def run_callbacks(
         patience: epochs without improvement before stopping.
         backup_every_steps: steps between backups (also one per epoch).
         max_minutes: wall-clock minutes of training before stopping (0: no limit).
+        keep_checkpoints: epochs whose end weights are kept in `checkpoints/` (0: none).
     """
+    epoch_checkpoints = (
+        [EpochCheckpoints(output_dir / "checkpoints", keep_checkpoints)]
+        if keep_checkpoints > 0
+        else []
+    )
     return [
         keras.callbacks.TerminateOnNaN(),
         TimeLimit(max_minutes),
@@ -400,6 +435,7 @@ def run_callbacks(
         curves,
         keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience),
         keras.callbacks.TensorBoard(str(output_dir / "logs"), update_freq=50),
+        *epoch_checkpoints,
         # Last, so an epoch counts as done only once its history row is written.
         BackupEveryStepsAndEpoch(
             str(output_dir / "backup"),

