@@ -313,31 +313,36 @@ def _search(
     def body(beams: _Beams) -> tuple[_Beams]:
         nonlocal returns_attention
         ids = tf.reshape(beams.last_ids, [-1])
-        if running_rows_only:
-            log_probs, state, attention = _step_running(
-                step_fn, ids, beams.state, ~tf.reshape(beams.finished, [-1]), eos_id
-            )
-        else:
-            log_probs, state, attention = step_fn(ids, beams.state)
-        returns_attention = attention is not None
-        vocab_size = tf.shape(log_probs)[-1]
-        log_probs = tf.reshape(log_probs, [-1, beam_size, vocab_size])
-        if not running_rows_only:  # `_step_running` gave finished rows these already
-            # A finished hypothesis proposes a single continuation, EOS at no cost, so
-            # that it keeps its score and its place in the beam.
-            log_probs = tf.where(
-                beams.finished[:, :, tf.newaxis], _absorbing(vocab_size, eos_id), log_probs
-            )
-        if no_repeat_ngram_size:
-            log_probs = _block_repeated_ngrams(
-                log_probs, beams.history, beams.step, no_repeat_ngram_size, eos_id
-            )
+        history = tf.reshape(beams.history, [tf.size(ids), -1]) if no_repeat_ngram_size else None
+
         # Each beam's length penalty is one positive number, so a beam's candidates rank
         # as their log-probs do: the best `beam_size` of all are among each beam's best
         # `beam_size`, and only those are scored and ranked (in the order of the flat
         # beam-major ranking, ties included), not all `beam_size * vocab` of them.
-        per_beam = tf.minimum(beam_size, vocab_size)
-        candidate_log_probs, candidate_tokens = top_k(log_probs, per_beam)
+        def select(log_probs: tf.Tensor, rows: tf.Tensor | None) -> tuple[tf.Tensor, tf.Tensor]:
+            if no_repeat_ngram_size:
+                rows_history = history if rows is None else tf.gather(history, rows)
+                log_probs = _block_repeated_ngrams(
+                    log_probs, rows_history, beams.step, no_repeat_ngram_size, eos_id
+                )
+            return top_k(log_probs, tf.minimum(beam_size, tf.shape(log_probs)[-1]))
+
+        if running_rows_only:
+            candidates, state, attention = _step_running(
+                step_fn, select, ids, beams.state, ~tf.reshape(beams.finished, [-1]), eos_id
+            )
+        else:
+            log_probs, state, attention = step_fn(ids, beams.state)
+            # A finished hypothesis proposes a single continuation, EOS at no cost, so
+            # that it keeps its score and its place in the beam.
+            finished = tf.reshape(beams.finished, [-1, 1])
+            log_probs = tf.where(finished, _absorbing(tf.shape(log_probs)[-1], eos_id), log_probs)
+            candidates = select(log_probs, None)
+        returns_attention = attention is not None
+        per_beam = tf.shape(candidates[0])[-1]
+        candidate_log_probs, candidate_tokens = (
+            tf.reshape(t, [-1, beam_size, per_beam]) for t in candidates
+        )
         totals = beams.scores[:, :, tf.newaxis] + candidate_log_probs
         candidate_steps = beams.num_steps + tf.cast(~beams.finished, tf.int32)
         ranking = _penalize(totals, candidate_steps[:, :, tf.newaxis], length_penalty)
@@ -477,14 +482,15 @@ def _absorbing(vocab_size: tf.Tensor, eos_id: int) -> tf.Tensor:
 
 def _step_running(
     step_fn: Callable[[tf.Tensor, Any, tf.Tensor | None], StepOutput],
+    select: Callable[[tf.Tensor, tf.Tensor | None], tuple[tf.Tensor, tf.Tensor]],
     ids: tf.Tensor,
     state: Any,
     running: tf.Tensor,
     eos_id: int,
-) -> StepOutput:
-    """Runs `step_fn` on the rows still running only, and gives the finished ones what
-    the search makes of them anyway: the absorbing log-probs, their old state and no
-    attention.
+) -> tuple[tuple[tf.Tensor, tf.Tensor], Any, tf.Tensor | None]:
+    """Runs `step_fn` and `select` on the rows still running only, and gives the finished
+    ones what the search makes of them anyway: the candidates of the absorbing log-probs,
+    their old state and no attention.
 
     In a batch of sentences, the rows of the short ones and of hypotheses that ended
     early finish first; about half the rows of a beam-5 translation of a length-sorted
@@ -496,23 +502,26 @@ def _step_running(
         step_fn: `step_fn(ids, state, rows) -> (log_probs, new_state, attention)`, where
             `rows` holds the int32 indices of the given rows among all, or is None when
             all rows are given.
+        select: `select(log_probs, rows) -> (values, tokens)`, both `[rows, k]`: the
+            candidates of the given rows, the best first.
         ids: `[N]` int32, the input of each row.
         state: nested structure of tensors with leading dimension `N`.
         running: `[N]` bool, the rows to run.
         eos_id: the token of the absorbing log-probs.
 
     Returns:
-        `(log_probs [N, vocab], new_state, attention [N, src_len] or None)`.
+        `((values [N, k], tokens [N, k]), new_state, attention [N, src_len] or None)`.
     """
     returns_attention = False
 
-    def pack(outputs: StepOutput) -> tuple:
+    def pack(candidates: tuple, new_state: Any, attention: tf.Tensor | None) -> tuple:
         nonlocal returns_attention
-        returns_attention = outputs[2] is not None
-        return outputs if returns_attention else outputs[:2]
+        returns_attention = attention is not None
+        return (candidates, new_state, attention) if returns_attention else (candidates, new_state)
 
     def all_rows() -> tuple:
-        return pack(step_fn(ids, state, None))
+        log_probs, new_state, attention = step_fn(ids, state, None)
+        return pack(select(log_probs, None), new_state, attention)
 
     def running_rows() -> tuple:
         rows = tf.cast(tf.where(running)[:, 0], tf.int32)
@@ -524,16 +533,26 @@ def _step_running(
         log_probs, new_state, attention = step_fn(
             take(ids), tf.nest.map_structure(take, state), rows
         )
-        shape = [tf.shape(ids)[0], tf.shape(log_probs)[1]]
-        absorbing = tf.broadcast_to(_absorbing(shape[1], eos_id), shape)
-        log_probs = tf.tensor_scatter_nd_update(absorbing, indices, log_probs)
+        values, tokens = select(log_probs, rows)
+        # What `select` makes of the absorbing log-probs: EOS at 0, then -inf at the
+        # lowest other tokens.
+        shape = [tf.shape(ids)[0], tf.shape(values)[1]]
+        others = tf.range(shape[1] - 1)
+        absorbing_values = tf.where(tf.range(shape[1]) == 0, 0.0, _NEG_INF)
+        absorbing_tokens = tf.concat([[eos_id], others + tf.cast(others >= eos_id, tf.int32)], 0)
+        values = tf.tensor_scatter_nd_update(
+            tf.broadcast_to(absorbing_values, shape), indices, values
+        )
+        tokens = tf.tensor_scatter_nd_update(
+            tf.broadcast_to(absorbing_tokens, shape), indices, tokens
+        )
         new_state = tf.nest.map_structure(
             lambda old, new: tf.tensor_scatter_nd_update(old, indices, new), state, new_state
         )
         if attention is not None:
             zeros = tf.zeros([shape[0], tf.shape(attention)[1]], attention.dtype)
             attention = tf.tensor_scatter_nd_update(zeros, indices, attention)
-        return pack((log_probs, new_state, attention))
+        return pack((values, tokens), new_state, attention)
 
     outputs = tf.cond(tf.reduce_all(running), all_rows, running_rows)
     return outputs if returns_attention else (*outputs, None)
@@ -555,8 +574,8 @@ def _block_repeated_ngrams(
     exception: their log-probs are already -inf for every token but EOS.
 
     Args:
-        log_probs: `[batch, beam, vocab]` float32.
-        history: `[batch, beam, width]` int32: tokens at positions `0 .. step - 1`.
+        log_probs: `[rows, vocab]` float32.
+        history: `[rows, width]` int32: tokens at positions `0 .. step - 1`.
         step: scalar int32, the number of tokens so far.
         size: the n-gram length, at least 1.
         eos_id: the token never blocked.
@@ -564,18 +583,18 @@ def _block_repeated_ngrams(
     Returns:
         `log_probs` with the blocked entries at -inf.
     """
-    width = tf.shape(history)[2]
+    width = tf.shape(history)[1]
     starts = tf.maximum(width - size + 1, 0)  # positions where an n-gram may start
-    shape = tf.concat([tf.shape(history)[:2], [starts]], axis=0)  # [batch, beam, starts]
+    shape = tf.stack([tf.shape(history)[0], starts])  # [rows, starts]
     repeated = tf.broadcast_to(tf.range(starts) <= step - size, shape)
     for k in range(size - 1):
         position = tf.clip_by_value(step - size + 1 + k, 0, width - 1)
-        suffix_token = tf.gather(history, position, axis=2)
-        repeated &= history[:, :, k : k + starts] == suffix_token[:, :, tf.newaxis]
-    completing = history[:, :, size - 1 : size - 1 + starts]
-    found = tf.where(repeated & (completing != eos_id))  # [n, 3]: batch, beam, start
+        suffix_token = tf.gather(history, position, axis=1)
+        repeated &= history[:, k : k + starts] == suffix_token[:, tf.newaxis]
+    completing = history[:, size - 1 : size - 1 + starts]
+    found = tf.where(repeated & (completing != eos_id))  # [n, 2]: row, start
     tokens = tf.gather_nd(completing, found)
-    indices = tf.concat([tf.cast(found[:, :2], tf.int32), tokens[:, tf.newaxis]], axis=1)
+    indices = tf.stack([tf.cast(found[:, 0], tf.int32), tokens], axis=1)
     blocked = tf.fill(tf.shape(tokens), _NEG_INF)
     return tf.tensor_scatter_nd_update(log_probs, indices, blocked)
 
