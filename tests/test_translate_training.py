@@ -196,6 +196,13 @@ def test_a_negative_no_repeat_ngram_size_names_the_key(tmp_path):
         load_config(bad)
 
 
+def test_a_negative_keep_checkpoints_names_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training:\n  keep_checkpoints: -2\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad.yaml: training.keep_checkpoints must not"):
+        load_config(bad)
+
+
 def test_bad_time_limit_is_a_one_line_error(capsys):
     assert main(["train", CONFIG, "--max-minutes", "-5"]) == 2
     error = capsys.readouterr().err
