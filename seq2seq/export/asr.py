@@ -193,7 +193,6 @@ def _warmup_requests(signals: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
 
 
 def export_transcriber(
-    run_dir: str | Path,
     base_path: str | Path,
     config: Config,
     weights: list[Path],
@@ -205,10 +204,9 @@ def export_transcriber(
     base directory (see the module docstring).
 
     Args:
-        run_dir: training run directory (`config.yaml`, weights).
         base_path: TF Serving model base directory; created if missing.
         config: the run's config.
-        weights: weights file, or several to average (see `load_weights`).
+        weights: the weights files: one, or several to average (see `load_weights`).
         beam_size: beam size of `serving_default` (0: CTC greedy). Default:
             `decoding.beam_size`.
         ctc_weight: weight of the CTC prefix score in the beam searches. Default:
@@ -224,7 +222,7 @@ def export_transcriber(
             model text, or a SavedModel that TF Serving could not run; nothing is left
             in `base_path` then.
     """
-    run_dir, base_path = Path(run_dir), Path(base_path)
+    base_path = Path(base_path)
     beam_size = config.decoding.beam_size if beam_size is None else beam_size
     if beam_size < 0:
         raise ValueError(f"beam size must be 0 (CTC greedy) or more, got {beam_size}")

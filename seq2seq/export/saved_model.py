@@ -410,7 +410,7 @@ def load_weights(model: Any, files: Sequence[Path]) -> None:
     for path in files:
         if not Path(path).is_file():
             raise ValueError(f"{path}: no such weights file")
-    totals = None
+    totals = [0.0 for _ in model.variables]
     for path in files:
         try:
             model.load_weights(path)
@@ -418,11 +418,11 @@ def load_weights(model: Any, files: Sequence[Path]) -> None:
             reason = next(iter(str(error).strip().splitlines()), type(error).__name__)
             raise ValueError(f"{path}: cannot load the weights ({reason})") from None
         if len(files) > 1:
-            values = [np.asarray(variable.numpy(), np.float64) for variable in model.variables]
-            totals = (
-                values if totals is None else [a + b for a, b in zip(totals, values, strict=True)]
-            )
-    if totals is None:
+            totals = [
+                total + np.asarray(variable.numpy(), np.float64)
+                for total, variable in zip(totals, model.variables, strict=True)
+            ]
+    if len(files) == 1:
         return
     for variable, total in zip(model.variables, totals, strict=True):
         if np.issubdtype(np.dtype(variable.dtype), np.floating):
@@ -518,6 +518,7 @@ def export_run(
     """
     run_dir, base_path = Path(run_dir), Path(base_path)
     config = load_run(run_dir)
+    weights = weights_files(run_dir, weights)
     if config.task == "asr":  # a speech recognizer: seq2seq.export.asr
         for flag, value in (
             ("--direction", direction),
@@ -528,19 +529,10 @@ def export_run(
                 raise ValueError(f"{run_dir}: {flag} is for translators; this run is task asr")
         from seq2seq.export.asr import export_transcriber
 
-        return export_transcriber(
-            run_dir,
-            base_path,
-            config,
-            weights_files(run_dir, weights),
-            beam_size,
-            ctc_weight,
-            lm_weight,
-        )
+        return export_transcriber(base_path, config, weights, beam_size, ctc_weight, lm_weight)
     for flag, value in (("--ctc-weight", ctc_weight), ("--lm-weight", lm_weight)):
         if value is not None:
             raise ValueError(f"{run_dir}: {flag} is for speech recognizers, not translators")
-    weights = weights_files(run_dir, weights)
     direction = direction or config.data.directions[0]
     beam_size = config.decoding.beam_size if beam_size is None else beam_size
     if direction not in config.data.directions:

@@ -131,7 +131,7 @@ def greedy_search(
     Returns:
         A `DecodingResult` with `n_best = 1` whose scores are sums of log-probs.
     """
-    return _search(
+    return beam_search(
         step_fn,
         initial_state,
         batch_size,
@@ -140,7 +140,6 @@ def greedy_search(
         max_length,
         1,
         0.0,
-        n_best=1,
         no_repeat_ngram_size=no_repeat_ngram_size,
     )
 
@@ -333,11 +332,12 @@ def _search(
             )
         else:
             log_probs, state, attention = step_fn(ids, beams.state)
-            # A finished hypothesis proposes a single continuation, EOS at no cost, so
-            # that it keeps its score and its place in the beam.
+            values, tokens = select(log_probs, None)
             finished = tf.reshape(beams.finished, [-1, 1])
-            log_probs = tf.where(finished, _absorbing(tf.shape(log_probs)[-1], eos_id), log_probs)
-            candidates = select(log_probs, None)
+            absorbing = _absorbing_candidates(tf.size(ids), tf.shape(values)[1], eos_id)
+            candidates = tuple(
+                tf.where(finished, a, c) for a, c in zip(absorbing, (values, tokens), strict=True)
+            )
         returns_attention = attention is not None
         per_beam = tf.shape(candidates[0])[-1]
         candidate_log_probs, candidate_tokens = (
@@ -475,9 +475,22 @@ def _is_single_beam(beam_size: BeamSize) -> bool:
     return isinstance(beam_size, int) and beam_size == 1
 
 
-def _absorbing(vocab_size: tf.Tensor, eos_id: int) -> tf.Tensor:
-    """`[vocab_size]` log-probs of a finished hypothesis: EOS at no cost, nothing else."""
-    return tf.where(tf.range(vocab_size) == eos_id, 0.0, _NEG_INF)
+def _absorbing_candidates(
+    rows: tf.Tensor, k: tf.Tensor, eos_id: int
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """The `k` candidates of each of `rows` finished hypotheses, as the search's top-k
+    makes them of a finished hypothesis's log-probs (EOS at no cost, nothing else, so
+    that it keeps its score and its place in the beam): EOS at 0, then the lowest other
+    tokens at -inf.
+
+    Returns:
+        `(values [rows, k] float32, tokens [rows, k] int32)`.
+    """
+    others = tf.range(k - 1)
+    values = tf.where(tf.range(k) == 0, 0.0, _NEG_INF)
+    tokens = tf.concat([[eos_id], others + tf.cast(others >= eos_id, tf.int32)], 0)
+    shape = tf.stack([rows, k])
+    return tf.broadcast_to(values, shape), tf.broadcast_to(tokens, shape)
 
 
 def _step_running(
@@ -489,8 +502,8 @@ def _step_running(
     eos_id: int,
 ) -> tuple[tuple[tf.Tensor, tf.Tensor], Any, tf.Tensor | None]:
     """Runs `step_fn` and `select` on the rows still running only, and gives the finished
-    ones what the search makes of them anyway: the candidates of the absorbing log-probs,
-    their old state and no attention.
+    ones what the search makes of them anyway: the absorbing candidates, their old state
+    and no attention.
 
     In a batch of sentences, the rows of the short ones and of hypotheses that ended
     early finish first; about half the rows of a beam-5 translation of a length-sorted
@@ -507,7 +520,7 @@ def _step_running(
         ids: `[N]` int32, the input of each row.
         state: nested structure of tensors with leading dimension `N`.
         running: `[N]` bool, the rows to run.
-        eos_id: the token of the absorbing log-probs.
+        eos_id: the token of the absorbing candidates (`_absorbing_candidates`).
 
     Returns:
         `((values [N, k], tokens [N, k]), new_state, attention [N, src_len] or None)`.
@@ -533,26 +546,19 @@ def _step_running(
         log_probs, new_state, attention = step_fn(
             take(ids), tf.nest.map_structure(take, state), rows
         )
-        values, tokens = select(log_probs, rows)
-        # What `select` makes of the absorbing log-probs: EOS at 0, then -inf at the
-        # lowest other tokens.
-        shape = [tf.shape(ids)[0], tf.shape(values)[1]]
-        others = tf.range(shape[1] - 1)
-        absorbing_values = tf.where(tf.range(shape[1]) == 0, 0.0, _NEG_INF)
-        absorbing_tokens = tf.concat([[eos_id], others + tf.cast(others >= eos_id, tf.int32)], 0)
-        values = tf.tensor_scatter_nd_update(
-            tf.broadcast_to(absorbing_values, shape), indices, values
-        )
-        tokens = tf.tensor_scatter_nd_update(
-            tf.broadcast_to(absorbing_tokens, shape), indices, tokens
+        candidates = select(log_probs, rows)
+        absorbing = _absorbing_candidates(tf.size(ids), tf.shape(candidates[0])[1], eos_id)
+        candidates = tuple(
+            tf.tensor_scatter_nd_update(a, indices, c)
+            for a, c in zip(absorbing, candidates, strict=True)
         )
         new_state = tf.nest.map_structure(
             lambda old, new: tf.tensor_scatter_nd_update(old, indices, new), state, new_state
         )
         if attention is not None:
-            zeros = tf.zeros([shape[0], tf.shape(attention)[1]], attention.dtype)
+            zeros = tf.zeros([tf.size(ids), tf.shape(attention)[1]], attention.dtype)
             attention = tf.tensor_scatter_nd_update(zeros, indices, attention)
-        return pack((values, tokens), new_state, attention)
+        return pack(candidates, new_state, attention)
 
     outputs = tf.cond(tf.reduce_all(running), all_rows, running_rows)
     return outputs if returns_attention else (*outputs, None)
@@ -571,7 +577,7 @@ def _block_repeated_ngrams(
     The next token goes at position `step`; an earlier n-gram starting at `i <= step -
     size` is repeated when its first `size - 1` tokens equal the hypothesis's last `size
     - 1`, and then its last token is the one to block. Finished hypotheses need no
-    exception: their log-probs are already -inf for every token but EOS.
+    exception: the search gives them the absorbing candidates instead.
 
     Args:
         log_probs: `[rows, vocab]` float32.
