@@ -29,7 +29,6 @@ def smoothed_cross_entropy(labels, logits, label_smoothing: float):
     vocab = ops.shape(logits)[-1]
     # Flat positions of the labels in the logits (fits int32 below 2**31 logits).
     positions = ops.arange(ops.size(labels), dtype="int32") * vocab + ops.reshape(labels, (-1,))
-    smoothing = label_smoothing
 
     @ops.custom_gradient
     def token_loss(logits):
@@ -41,16 +40,18 @@ def smoothed_cross_entropy(labels, logits, label_smoothing: float):
         )
         loss = (
             ops.log(total)
-            - (1.0 - smoothing) * label_logit
-            - smoothing * ops.mean(shifted, axis=-1)
+            - (1.0 - label_smoothing) * label_logit
+            - label_smoothing * ops.mean(shifted, axis=-1)
         )
 
         def grad(*args, upstream=None):
             upstream = args[0] if upstream is None else upstream
-            uniform = upstream * (smoothing / ops.cast(vocab, upstream.dtype))
+            uniform = upstream * (label_smoothing / ops.cast(vocab, upstream.dtype))
             gradient = exps * ops.expand_dims(upstream / total, -1) - ops.expand_dims(uniform, -1)
             flat = ops.reshape(gradient, (-1,))
-            at_labels = ops.take(flat, positions) - (1.0 - smoothing) * ops.reshape(upstream, (-1,))
+            at_labels = ops.take(flat, positions) - (1.0 - label_smoothing) * ops.reshape(
+                upstream, (-1,)
+            )
             flat = ops.scatter_update(flat, ops.expand_dims(positions, -1), at_labels)
             return ops.reshape(flat, ops.shape(logits))
 
