@@ -156,13 +156,17 @@ class SpeechModelConfig:
     attention_units: int = 128  # bahdanau only
     dropout: float = 0.1
     ctc_weight: float = 0.3  # loss = ctc_weight * CTC + (1 - ctc_weight) * smoothed CE
+    # CTC outputs per encoder frame: 2 lets 25 encoder frames/s emit 50 characters/s,
+    # so that fast speech (and doubled letters, which need a blank between) still fits.
+    ctc_upsampling: int = 1
 
 
 @dataclass
 class SpeechDecodingConfig(DecodingConfig):
     beam_size: int = 4  # 1: greedy; 0: CTC greedy (the CTC head alone, no decoder)
     length_penalty: float = 0.6
-    # Maximum characters = ratio * encoder frames (40 ms each) + offset.
+    # Maximum characters = ratio * CTC frames (40 ms each, or 40 / model.ctc_upsampling)
+    # + offset.
     max_length_ratio: float = 1.0
     max_length_offset: int = 10
     ctc_weight: float = 0.3  # beam search: weight of the CTC prefix score (joint decoding)
@@ -304,6 +308,10 @@ def _validate_asr(config: Config, path: str | Path) -> None:
         )
     if not model.conv_channels or min(model.conv_channels) < 1:
         raise ValueError(f"{path}: model.conv_channels must list positive channel counts")
+    if model.ctc_upsampling < 1:
+        raise ValueError(
+            f"{path}: model.ctc_upsampling must be at least 1, got {model.ctc_upsampling}"
+        )
     for name, weight in (("model", model.ctc_weight), ("decoding", decoding.ctc_weight)):
         if not 0.0 <= weight <= 1.0:
             raise ValueError(f"{path}: {name}.ctc_weight must be in [0, 1], got {weight}")

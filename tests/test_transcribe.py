@@ -123,6 +123,27 @@ def test_init_from_an_export_fits_a_model_with_spec_augment_switched(
     assert counts[0] == counts[1] + 1  # SpecAugment's random-number state
 
 
+def test_init_from_an_export_widens_the_ctc_head(
+    tiny_asr_corpus, tiny_asr_export, trained, tmp_path
+):
+    # A model with 2 CTC frames an encoder frame starts from an export with 1: its head
+    # repeats the trained one, so the best CTC paths read the same transcripts.
+    config, checkpoint = copy.deepcopy(trained[0]), trained[1]
+    config.model.ctc_upsampling = 2
+    model = build_asr_model(config)
+    assert warm_start(model, str(tiny_asr_export), tmp_path / "run")
+    kernel = model.ctc_head.kernel.numpy()
+    np.testing.assert_array_equal(kernel, np.tile(checkpoint.ctc_head.kernel.numpy(), [1, 2]))
+    signals, _ = load_utterances(read_speech_tsv(tiny_asr_corpus / "train.tsv")[:8])
+    widened = transcribe_ids(model, signals, beam_size=0)
+    assert widened == transcribe_ids(checkpoint, signals, beam_size=0)
+    assert any(widened)
+    # Any other change of shape is refused, naming the weights.
+    config.model.encoder_units *= 2
+    with pytest.raises(ValueError, match="cannot start from these weights"):
+        warm_start(build_asr_model(config), str(tiny_asr_export), tmp_path / "other")
+
+
 def test_training_learns_the_tones(tiny_asr_run, tiny_asr_corpus, trained):
     for name in ("best.weights.h5", "training_curves.png", "config.yaml"):
         assert (tiny_asr_run / name).is_file(), name

@@ -72,6 +72,7 @@ def test_configs_by_task():
         ({"task": "asr", "model": {"front_end": {"mels": 3}}}, "mels"),
         ({"task": "asr", "model": {"gru": "cudnn"}}, "model.gru"),
         ({"task": "asr", "model": {"ctc_weight": 1.5}}, "ctc_weight"),
+        ({"task": "asr", "model": {"ctc_upsampling": 0}}, "ctc_upsampling"),
         ({"task": "asr", "model": {"front_end": {"normalization": "x"}}}, "normalization"),
         ({"task": "asr", "data": {"batch_seconds": 5, "max_seconds": 10}}, "batch_seconds"),
         ({"task": "translate", "data": {"augment": {}}}, "augment"),
@@ -142,12 +143,19 @@ def test_joint_loss_survives_an_utterance_too_short_for_its_transcript():
     assert float(loss) == pytest.approx(0.5 * ce + 0.5 * ctc, rel=1e-5)
 
 
-def test_ctc_greedy_search_reads_the_ctc_head_and_ignores_padding():
-    model = tiny_model()
+@pytest.mark.parametrize("upsampling", [1, 2])
+def test_ctc_greedy_search_reads_the_ctc_head_and_ignores_padding(upsampling):
+    model = tiny_model(ctc_upsampling=upsampling)
     signals = [speech_like(1.3, 1), speech_like(0.45, 2), speech_like(0.9, 3)]
     audio, lengths = pad_audio(signals)
     result = model.search(audio, lengths, beam_size=0)
-    *_, ctc_logits, frame_lengths = model.encode(audio, lengths)
+    memory, _, memory_mask, _, ctc_logits, frame_lengths = model.encode(audio, lengths)
+    # Each encoder frame gives `upsampling` CTC frames, the head's outputs in order.
+    encoder_lengths = np.sum(np.asarray(memory_mask), axis=1)
+    np.testing.assert_array_equal(frame_lengths, upsampling * encoder_lengths)
+    assert ctc_logits.shape[1] == upsampling * memory.shape[1]
+    head = np.asarray(model.ctc_head(memory))
+    np.testing.assert_array_equal(np.reshape(ctc_logits, head.shape), head)
     expected = ctc_greedy_search(ctc_logits, frame_lengths)
     np.testing.assert_array_equal(result.ids, expected.ids)
     for row, signal in enumerate(signals):

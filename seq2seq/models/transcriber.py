@@ -5,7 +5,8 @@ attention losses.
       -> LogMel (librosa's log-mel, in the graph) -> FeatureNormalization
       -> SpecAugment (training only)
       -> ConvSubsampling (strided 3x3 convolutions: 10 ms frames -> 40 ms with two)
-      -> RNNEncoder (bidirectional GRU layers)  -> CTC head (characters + blank)
+      -> RNNEncoder (bidirectional GRU layers)  -> CTC head (characters + blank,
+                                                   `ctc_upsampling` outputs a frame)
       -> AttentionDecoder (GRU + attention)      -> characters
 
 The front-end is part of the model, so an exported SavedModel takes audio samples and
@@ -191,7 +192,7 @@ class Transcriber(keras.Model):
             config.gru,
             name="encoder",
         )
-        self.ctc_head = keras.layers.Dense(VOCAB_SIZE, name="ctc_head")
+        self.ctc_head = keras.layers.Dense(VOCAB_SIZE * config.ctc_upsampling, name="ctc_head")
         self.bridge = keras.layers.Dense(config.decoder_units, activation="tanh", name="bridge")
         self.embedding = keras.layers.Embedding(
             VOCAB_SIZE, config.embedding_dim, mask_zero=True, name="embedding"
@@ -214,6 +215,12 @@ class Transcriber(keras.Model):
     @property
     def subsampling_factor(self) -> int:
         return 2 ** len(self.model_config.conv_channels)
+
+    @property
+    def ctc_frame_rate(self) -> float:
+        """CTC frames per second of audio: the most characters a second it can emit."""
+        encoder_rate = self.front_end.sample_rate / self.front_end.hop_length
+        return encoder_rate / self.subsampling_factor * self.model_config.ctc_upsampling
 
     def build(self, input_shape=None):
         # Run once on a dummy batch so that every sub-layer has its weights.
@@ -262,15 +269,29 @@ class Transcriber(keras.Model):
 
     def encode(self, audio, audio_length, training=False):
         """`audio, audio_length` -> `(memory, keys, memory_mask, decoder_state,
-        ctc_logits, encoder_lengths)`."""
+        ctc_logits, ctc_lengths)`; CTC frames are `ctc_upsampling` per encoder frame."""
         features, lengths = self.features(audio, audio_length, training=training)
         frames, lengths = self.subsampling(features, lengths)
         frames = self.dropout(frames, training=training)
         memory_mask = ops.arange(ops.shape(frames)[1], dtype="int32")[None, :] < lengths[:, None]
         memory, final_state = self.encoder(frames, mask=memory_mask, training=training)
         keys = self.decoder.attention.keys(memory)
-        ctc_logits = self.ctc_head(memory)
-        return memory, keys, memory_mask, self.bridge(final_state), ctc_logits, lengths
+        # Each encoder frame's k CTC frames are consecutive slices of one head output.
+        ctc_logits = ops.reshape(self.ctc_head(memory), (ops.shape(memory)[0], -1, VOCAB_SIZE))
+        ctc_lengths = lengths * self.model_config.ctc_upsampling
+        return memory, keys, memory_mask, self.bridge(final_state), ctc_logits, ctc_lengths
+
+    def warm_start_value(self, variable, value):
+        """`value` of a trained model's `variable`, fitted to this model: a CTC head with
+        fewer outputs a frame is repeated, so that every CTC frame of an encoder frame
+        starts as the trained head's one (same greedy transcripts). Other variables
+        must match in shape (`seq2seq.training.callbacks.warm_start` calls this)."""
+        shape, value_shape = tuple(variable.shape), tuple(value.shape)
+        if variable.path.startswith(self.ctc_head.path) and shape != value_shape:
+            repeats, remainder = divmod(shape[-1], value_shape[-1])
+            if not remainder and value_shape[:-1] == shape[:-1]:
+                return ops.tile(value, [1] * (len(shape) - 1) + [repeats])
+        return value
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """`ctc_weight * CTC + (1 - ctc_weight) * smoothed CE`, both per target character
@@ -327,7 +348,7 @@ class Transcriber(keras.Model):
                 beam size (see `seq2seq.utils.decoding`). Default: 1.
             length_penalty: GNMT length penalty alpha (beam only). Default: 0.6.
             max_length_ratio, max_length_offset: a transcript stops after `ratio *
-                encoder_frames + offset` characters. Defaults: 1.0, 10. Empty audio
+                ctc_frames + offset` characters. Defaults: 1.0, 10. Empty audio
                 gets an empty transcript.
             n_best: hypotheses returned per utterance (beam only). Default: 1.
             ctc_weight: when positive, joint decoding: the search scores each

@@ -99,9 +99,8 @@ def train_asr(config: Config, epochs: int | None = None) -> Path:
     with strategy.scope():
         model = build_asr_model(config)
     rate = model.front_end.sample_rate
-    frames_per_second = rate / model.front_end.hop_length / model.subsampling_factor
     utterances, ids = encode_utterances(
-        read_speech_tsv(train_tsv), data.max_seconds, max_chars_per_second=frames_per_second
+        read_speech_tsv(train_tsv), data.max_seconds, max_chars_per_second=model.ctc_frame_rate
     )
     if not utterances:
         raise ValueError(f"{train_tsv}: no usable training utterances")

@@ -391,6 +391,13 @@ def _assign_from_saved_model(model: keras.Model, path: Path) -> None:
     # than the exported one (SpecAugment switched on or off).
     variables = [v for v in model.variables if _SEED_STATE not in v.path]
     values = [value for value in values if _SEED_STATE not in value.name]
+    if len(values) != len(variables):
+        raise ValueError(
+            f"{export_dir}: it has {len(values)} variables, this model {len(variables)}"
+        )
+    # A model can fit a trained value to a changed layer (a wider CTC head).
+    fit = getattr(model, "warm_start_value", lambda variable, value: value)
+    values = [fit(variable, value) for variable, value in zip(variables, values, strict=True)]
     shapes = [tuple(variable.shape) for variable in variables]
     if [tuple(value.shape) for value in values] != shapes:
         raise ValueError(f"{export_dir}: its variables do not have this model's shapes")
