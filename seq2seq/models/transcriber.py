@@ -287,7 +287,7 @@ class Transcriber(keras.Model):
         starts as the trained head's one (same greedy transcripts). Other variables
         must match in shape (`seq2seq.training.callbacks.warm_start` calls this)."""
         shape, value_shape = tuple(variable.shape), tuple(value.shape)
-        if variable.path.startswith(self.ctc_head.path) and shape != value_shape:
+        if shape != value_shape and any(variable is weight for weight in self.ctc_head.weights):
             repeats, remainder = divmod(shape[-1], value_shape[-1])
             if not remainder and value_shape[:-1] == shape[:-1]:
                 return ops.tile(value, [1] * (len(shape) - 1) + [repeats])
