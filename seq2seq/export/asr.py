@@ -49,7 +49,7 @@ from seq2seq.models.transcriber import Transcriber
 from seq2seq.utils.decoding import BeamSize
 from seq2seq.utils.ngram import CharNgramLM, NgramScorer
 
-ASR_BEAM_SIZES = (4, 8)
+ASR_BEAM_SIZES = (4, 8, 16)
 """Beam sizes that always get a `beam_N` signature (beam size 1 is `greedy`, 0 is
 `ctc_greedy`)."""
 
@@ -71,7 +71,7 @@ def asr_beam_sizes(default: int) -> list[int]:
     `ASR_BEAM_SIZES` and the default one.
 
     >>> asr_beam_sizes(3)
-    [0, 1, 3, 4, 8]
+    [0, 1, 3, 4, 8, 16]
     """
     return sorted({0, 1, default, *ASR_BEAM_SIZES})
 

@@ -55,21 +55,22 @@ def ctc_greedy_search(ctc_logits, frame_lengths, blank_id: int = 0) -> decoding.
 
 
 class CTCPrefixState(NamedTuple):
-    """What `CTCPrefixScorer.step` carries for each hypothesis (row): the CTC forward
-    variables of every one-token extension of the hypothesis, so that the next step
-    picks those of the token the search chose.
+    """What `CTCPrefixScorer.step` carries for each hypothesis (row) `h`: its CTC
+    forward variables and the prefix probabilities of its one-token extensions, so that
+    the next step extends `h` by the token the search chose.
 
     Attributes:
-        non_blank: float32 `[rows, frames, vocab]`: `log r_t^n(h + c)`, the probability
-            of the frames up to `t` with prefix `h + c`, ending in `c`.
-        blank: float32 `[rows, frames, vocab]`: `log r_t^b(h + c)`, the same ending in
-            a blank.
+        non_blank: float32 `[rows, frames]`: `log r_t^n(h)`, the probability of the
+            frames up to `t` with prefix `h`, ending in `h`'s last token.
+        blank: float32 `[rows, frames]`: `log r_t^b(h)`, the same ending in a blank.
+        last: int32 `[rows]`: `h`'s last token; `bos_id` for the empty hypothesis.
         prefix: float32 `[rows, vocab]`: `log p_ctc(h + c, ...)`, the probability that
             the transcript starts with `h + c`.
     """
 
     non_blank: tf.Tensor
     blank: tf.Tensor
+    last: tf.Tensor
     prefix: tf.Tensor
 
 
@@ -78,8 +79,9 @@ class CTCEmissions(NamedTuple):
     tile them like the search's memory).
 
     Attributes:
-        log_probs: float32 `[rows, frames, vocab]`.
-        emitted: their cumulative sums over frames, float32 `[rows, frames, vocab]`.
+        log_probs: float32 `[rows, frames, vocab]`, -inf past each row's frames.
+        emitted: the log-probs' cumulative sums over frames, float32 `[rows, frames,
+            vocab]`.
         emitted_before: the same sums up to the frame before (exclusive), which the
             closed forms of the recursions divide by.
         frame_lengths: int32 `[rows]`.
@@ -103,7 +105,9 @@ class CTCPrefixScorer:
 
     The forward recursions over frames are first-order linear in the probability
     domain, so each is one cumulative log-sum-exp over all frames at once rather than
-    a loop over frames: a step costs `O(rows * frames * vocab)` in a handful of ops.
+    a loop over frames. They run only for the extension the search chose (`[rows,
+    frames]`); the prefix probabilities of all extensions need no recursion, only a sum
+    over frames: a step costs `O(rows * frames * vocab)` in one reduction.
 
     Args:
         blank_id: the CTC blank.
@@ -129,24 +133,28 @@ class CTCPrefixScorer:
         log_probs = tf.nn.log_softmax(tf.cast(ctc_logits, tf.float32), axis=-1)
         emitted = tf.cumsum(log_probs, axis=1)
         emitted_before = emitted - log_probs
-        return CTCEmissions(log_probs, emitted, emitted_before, tf.cast(frame_lengths, tf.int32))
+        frame_lengths = tf.cast(frame_lengths, tf.int32)
+        valid = tf.sequence_mask(frame_lengths, tf.shape(log_probs)[1])[:, :, tf.newaxis]
+        log_probs = tf.where(valid, log_probs, _NEG_INF)
+        return CTCEmissions(log_probs, emitted, emitted_before, frame_lengths)
 
     def initial_state(self, emissions: CTCEmissions) -> CTCPrefixState:
-        """The empty hypothesis, under every token (the search's first input is BOS):
-        only blanks so far, and the empty prefix is certain."""
-        shape = tf.shape(emissions.log_probs)
-        blank = self.blank_id
+        """The empty hypothesis (the search's first input is BOS): only blanks so far,
+        and the empty prefix is certain."""
+        blank = emissions.emitted[:, :, self.blank_id]
         return CTCPrefixState(
-            non_blank=tf.fill(shape, _NEG_INF),
-            blank=tf.broadcast_to(emissions.emitted[:, :, blank : blank + 1], shape),
+            non_blank=tf.fill(tf.shape(blank), _NEG_INF),
+            blank=blank,
+            last=tf.fill(tf.shape(blank)[:1], self.bos_id),
             prefix=tf.zeros_like(emissions.log_probs[:, 0]),
         )
 
     def step(
         self, ids, state: CTCPrefixState, emissions: CTCEmissions
     ) -> tuple[tf.Tensor, CTCPrefixState]:
-        """Scores the extensions of each row's hypothesis, the one that `ids` (the token
-        the search last chose; BOS for the empty hypothesis) ended.
+        """Extends each row's hypothesis by `ids` (the token the search last chose; BOS
+        for the empty hypothesis, which stays empty), and scores the extensions of the
+        result.
 
         Args:
             ids: int32 `[rows]`.
@@ -157,38 +165,26 @@ class CTCPrefixScorer:
         Returns:
             `(scores [rows, vocab], new_state)`.
         """
-        log_probs, emitted, emitted_before, frame_lengths = emissions
+        log_probs, _, _, frame_lengths = emissions
         ids = tf.cast(ids, tf.int32)
-        non_blank = tf.gather(state.non_blank, ids, axis=2, batch_dims=1)  # [rows, frames]
-        blank = tf.gather(state.blank, ids, axis=2, batch_dims=1)
-        prefix = tf.gather(state.prefix, ids, axis=1, batch_dims=1)  # [rows]
         empty = tf.equal(ids, self.bos_id)
-        tokens = tf.range(tf.shape(log_probs)[2])[tf.newaxis, :]
-        # phi_t(c): the frames up to t hold prefix h and are ready for c; a repeat of h's
-        # last token needs a blank in between.
+        non_blank, blank = self._extend(state, ids, emissions)
+        non_blank = tf.where(empty[:, tf.newaxis], state.non_blank, non_blank)
+        blank = tf.where(empty[:, tf.newaxis], state.blank, blank)
+        prefix = tf.gather(state.prefix, ids, axis=1, batch_dims=1)  # [rows]
+        # The prefix probability of h + c: c first emitted at any frame, after the frames
+        # before hold h; a repeat of h's last token needs a blank in between. Before the
+        # first frame, only the empty prefix is there.
+        start = tf.where(empty, 0.0, _NEG_INF)[:, tf.newaxis]
         either = tf.reduce_logsumexp(tf.stack([non_blank, blank]), axis=0)
+        either_before = tf.concat([start, either[:, :-1]], axis=1)
+        blank_before = tf.concat([start, blank[:, :-1]], axis=1)
+        new_prefix = tf.reduce_logsumexp(either_before[:, :, tf.newaxis] + log_probs, axis=1)
+        repeated = tf.gather(log_probs, ids, axis=2, batch_dims=1)
+        repeated = tf.reduce_logsumexp(blank_before + repeated, axis=1)
+        tokens = tf.range(tf.shape(log_probs)[2])[tf.newaxis, :]
         repeat = (tokens == ids[:, tf.newaxis]) & ~empty[:, tf.newaxis]
-        ready = tf.where(repeat[:, tf.newaxis], blank[:, :, tf.newaxis], either[:, :, tf.newaxis])
-        # ... before each frame: before the first, only the empty prefix is ready.
-        start = tf.where(empty, 0.0, _NEG_INF)[:, tf.newaxis, tf.newaxis]
-        start = tf.broadcast_to(start, tf.shape(ready[:, :1]))
-        ready_before = tf.concat([start, ready[:, :-1]], axis=1)
-        # r_t^n(h+c) = (r_{t-1}^n(h+c) + phi_{t-1}(c)) * y_t(c), in closed form.
-        new_non_blank = emitted + tf.math.cumulative_logsumexp(
-            ready_before - emitted_before, axis=1
-        )
-        # r_t^b(h+c) = (r_{t-1}^b(h+c) + r_{t-1}^n(h+c)) * y_t(blank), the same way.
-        blank = slice(self.blank_id, self.blank_id + 1)
-        non_blank_before = tf.pad(
-            new_non_blank[:, :-1], [[0, 0], [1, 0], [0, 0]], constant_values=_NEG_INF
-        )
-        new_blank = emitted[:, :, blank] + tf.math.cumulative_logsumexp(
-            non_blank_before - emitted_before[:, :, blank], axis=1
-        )
-        # The prefix probability: c first emitted at any frame, after phi.
-        valid = tf.sequence_mask(frame_lengths, tf.shape(log_probs)[1])[:, :, tf.newaxis]
-        first_emissions = tf.where(valid, ready_before + log_probs, _NEG_INF)
-        new_prefix = tf.reduce_logsumexp(first_emissions, axis=1)  # [rows, vocab]
+        new_prefix = tf.where(repeat, repeated[:, tf.newaxis], new_prefix)  # [rows, vocab]
         # EOS: the frames end with h. Empty audio has only the empty transcript.
         last = tf.maximum(frame_lengths - 1, 0)
         complete = tf.gather(either, last, axis=1, batch_dims=1)
@@ -198,4 +194,29 @@ class CTCPrefixScorer:
         scores = tf.where(special, _NEG_INF, totals - prefix[:, tf.newaxis])
         # A hypothesis CTC rules out has no extension CTC allows (and -inf - -inf is NaN).
         scores = tf.where(tf.math.is_finite(prefix)[:, tf.newaxis], scores, _NEG_INF)
-        return scores, CTCPrefixState(new_non_blank, new_blank, new_prefix)
+        return scores, CTCPrefixState(non_blank, blank, ids, new_prefix)
+
+    def _extend(
+        self, state: CTCPrefixState, ids: tf.Tensor, emissions: CTCEmissions
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """The forward variables `(non_blank, blank)` of `h + c` for each row's hypothesis
+        `h` (`state`) and token `c` (`ids`), `[rows, frames]` each."""
+        _, emitted, emitted_before, _ = emissions
+        # phi_t(c): the frames up to t hold h and are ready for c; a repeat of h's last
+        # token needs a blank in between. Before the first frame, only the empty h is.
+        either = tf.reduce_logsumexp(tf.stack([state.non_blank, state.blank]), axis=0)
+        ready = tf.where((ids == state.last)[:, tf.newaxis], state.blank, either)
+        start = tf.where(tf.equal(state.last, self.bos_id), 0.0, _NEG_INF)[:, tf.newaxis]
+        ready_before = tf.concat([start, ready[:, :-1]], axis=1)
+        # r_t^n(h+c) = (r_{t-1}^n(h+c) + phi_{t-1}(c)) * y_t(c), in closed form.
+        emitted_token = tf.gather(emitted, ids, axis=2, batch_dims=1)
+        emitted_token_before = tf.gather(emitted_before, ids, axis=2, batch_dims=1)
+        non_blank = emitted_token + tf.math.cumulative_logsumexp(
+            ready_before - emitted_token_before, axis=1
+        )
+        # r_t^b(h+c) = (r_{t-1}^b(h+c) + r_{t-1}^n(h+c)) * y_t(blank), the same way.
+        non_blank_before = tf.pad(non_blank[:, :-1], [[0, 0], [1, 0]], constant_values=_NEG_INF)
+        blank = emitted[:, :, self.blank_id] + tf.math.cumulative_logsumexp(
+            non_blank_before - emitted_before[:, :, self.blank_id], axis=1
+        )
+        return non_blank, blank

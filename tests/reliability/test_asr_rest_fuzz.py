@@ -27,7 +27,7 @@ from test_rest_fuzz import FUZZ, JSON, check_answer, send
 from serving_helpers import serving
 
 NAME = "asr-en"
-SIGNATURES = ["serving_default", "greedy", "ctc_greedy", "beam_4", "beam_8"]
+SIGNATURES = ["serving_default", "greedy", "ctc_greedy", "beam_4", "beam_8", "beam_16"]
 
 
 @pytest.fixture(scope="module")
