@@ -261,6 +261,32 @@ def test_several_weights_files_export_their_average(tiny_run, tmp_path, monkeypa
     assert differing > 0  # the two epochs differ, so their average is neither
 
 
+def test_an_export_exports_again_with_other_search_settings(
+    tiny_export, export_dir, tmp_path, monkeypatch
+):
+    # `--run` may name an export: its config, tokenizer and variables are exported again
+    # (a shipped model with this code's signatures and other search settings).
+    exported = []
+
+    def capture(model, *args, **kwargs):
+        exported.extend(variable.numpy() for variable in model.variables)
+        return _identity_module()
+
+    monkeypatch.setattr(saved_model, "build_serving_module", capture)
+    base = tmp_path / "m"
+    arguments = ["--run", str(tiny_export), "--model-base-path", str(base)]
+    assert main(["export", *arguments, "--length-penalty", "1.5"]) == 0
+    source = tf.saved_model.load(str(export_dir)).model_variables
+    assert len(exported) == len(source)
+    for value, original in zip(exported, source, strict=True):
+        if "seed_generator" not in original.name:  # random-number states are not learned
+            np.testing.assert_array_equal(value, original.numpy(), err_msg=original.name)
+    assets = base / "1" / "assets"
+    assert load_run(assets).decoding.length_penalty == 1.5
+    assert load_run(assets).model == load_run(export_dir / "assets").model
+    assert (assets / "spm.model").read_bytes() == (export_dir / "assets" / "spm.model").read_bytes()
+
+
 def test_bad_export_arguments_are_one_line_errors(tiny_run, tmp_path, capsys):
     base = tmp_path / "models" / "m"
     assert (

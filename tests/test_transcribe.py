@@ -222,6 +222,24 @@ def test_export_without_the_language_model_text_is_a_one_line_error(tiny_asr_run
     assert not base.exists()
 
 
+def test_an_export_exports_again_with_other_search_settings(tiny_asr_export, local, dev, tmp_path):
+    # A shipped model gets this code's signatures and other search settings without its
+    # training run: `--run` names the export, whose config and variables are used again.
+    base = tmp_path / "asr-en"
+    arguments = ["--run", str(tiny_asr_export), "--model-base-path", str(base)]
+    assert main(["export", *arguments, "--beam-size", "8", "--lm-weight", "0"]) == 0
+    info = json.loads((base / "1" / "assets" / "export.json").read_text(encoding="utf-8"))
+    assert info["beam_size"] == 8 and info["lm"] is None and info["ctc_weight"] == 0.5
+    assert load_run(base / "1" / "assets").decoding.lm_weight == 0.0
+    again = SavedModelTranscriber.load(base)
+    _, signals, _ = dev
+    # The searches without the language model are the same searches of the same weights.
+    for beam_size in (0, 1):
+        assert [t.text for t in again.transcribe(signals, beam_size)] == [
+            t.text for t in local.transcribe(signals, beam_size)
+        ]
+
+
 def test_fresh_process_matches_keras_search(tiny_asr_export, trained, dev, tmp_path):
     config, model = trained
     _, signals, _ = dev

@@ -165,7 +165,14 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument(
-        "--run", type=Path, required=True, metavar="RUN_DIR", help="training run directory"
+        "--run",
+        type=Path,
+        required=True,
+        metavar="RUN_DIR",
+        help=(
+            "training run directory, or an exported model (version or base directory) "
+            "to export again with this version's code and the settings given here"
+        ),
     )
     parser.add_argument(
         "--weights",
@@ -173,9 +180,10 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
         nargs="+",
         metavar="FILE",
         help=(
-            "weights (default: RUN_DIR/best.weights.h5); several files are averaged, "
-            "e.g. RUN_DIR/checkpoints/epoch-*.weights.h5 (checkpoint averaging; a run keeps "
-            "its last epochs there with training.keep_checkpoints)"
+            "weights (default: RUN_DIR/best.weights.h5, or the export RUN_DIR is); "
+            "several files are averaged, e.g. RUN_DIR/checkpoints/epoch-*.weights.h5 "
+            "(checkpoint averaging; a run keeps its last epochs there with "
+            "training.keep_checkpoints)"
         ),
     )
     parser.add_argument(

@@ -49,7 +49,7 @@ from tensorflow.python.client import pywrap_tf_session
 
 from seq2seq.config import Config, TranslationDecodingConfig, config_from_dict, validate
 from seq2seq.data.pipeline import SubwordTokenizer
-from seq2seq.export import EXPORT_INFO, next_version
+from seq2seq.export import EXPORT_INFO, next_version, resolve_model_dir
 from seq2seq.models.translator import EOS_ID, PAD_ID, Translator
 from seq2seq.utils.decoding import BeamSize
 
@@ -390,31 +390,74 @@ WeightsFiles = str | Path | Sequence[str | Path]
 
 def weights_files(run_dir: Path, weights: WeightsFiles | None) -> list[Path]:
     """The weights files an export loads: `weights` (one path or several), or the run's
-    `best.weights.h5` when None."""
+    `best.weights.h5` when None (the export itself when `run_dir` is one's `assets`)."""
     if weights is None:
+        if run_dir.name == "assets" and (run_dir.parent / "saved_model.pb").is_file():
+            return [run_dir.parent]
         return [run_dir / "best.weights.h5"]
     if isinstance(weights, (str, Path)):
         return [Path(weights)]
     return [Path(path) for path in weights]
 
 
+_SEED_STATE = "seed_generator_state"
+"""In the name of the variables of `keras.random.SeedGenerator`s (dropout, SpecAugment)."""
+
+
+def assign_exported_variables(model: Any, path: str | Path) -> None:
+    """Assigns the variables of a `seq2seq export` SavedModel (kept in the order of
+    `model.variables` as `model_variables`) to the built `model`.
+
+    Args:
+        model: a built model of the same model section (random-number states aside).
+        path: a version directory, or a model base directory (highest version).
+
+    Raises:
+        ValueError: when `path` is no export of ours or its variables do not fit.
+    """
+    export_dir = resolve_model_dir(path)
+    values = getattr(tf.saved_model.load(str(export_dir)), "model_variables", None)
+    if values is None:
+        raise ValueError(f"{export_dir}: not a SavedModel of `seq2seq export`")
+    # Random-number states are not learned, and a model may have more or fewer of them
+    # than the exported one (SpecAugment switched on or off).
+    variables = [v for v in model.variables if _SEED_STATE not in v.path]
+    values = [value for value in values if _SEED_STATE not in value.name]
+    if len(values) != len(variables):
+        raise ValueError(
+            f"{export_dir}: it has {len(values)} variables, this model {len(variables)}"
+        )
+    # A model can fit a trained value to a changed layer (a wider CTC head).
+    fit = getattr(model, "warm_start_value", lambda variable, value: value)
+    values = [fit(variable, value) for variable, value in zip(variables, values, strict=True)]
+    shapes = [tuple(variable.shape) for variable in variables]
+    if [tuple(value.shape) for value in values] != shapes:
+        raise ValueError(f"{export_dir}: its variables do not have this model's shapes")
+    for variable, value in zip(variables, values, strict=True):
+        variable.assign(value)
+
+
 def load_weights(model: Any, files: Sequence[Path]) -> None:
     """Loads one weights file into `model`, or the average of several (checkpoint
     averaging, e.g. a run's last epochs in `checkpoints/`): every floating-point variable
     gets the mean of its values in `files`; the others (random-number states) are not
-    averaged.
+    averaged. A directory is an export of ours (`assign_exported_variables`).
 
     Raises:
         ValueError: naming the file that is missing or does not fit the model.
     """
     for path in files:
-        if not Path(path).is_file():
+        if not Path(path).exists():
             raise ValueError(f"{path}: no such weights file")
     totals = [0.0 for _ in model.variables]
     for path in files:
         try:
-            model.load_weights(path)
-        except (OSError, ValueError, KeyError) as error:  # h5py's errors do not name the file
+            if Path(path).is_dir():
+                assign_exported_variables(model, path)
+            else:
+                model.load_weights(path)
+        except (OSError, ValueError, KeyError, tf.errors.OpError) as error:
+            # h5py's errors do not name the file
             reason = next(iter(str(error).strip().splitlines()), type(error).__name__)
             raise ValueError(f"{path}: cannot load the weights ({reason})") from None
         if len(files) > 1:
@@ -493,11 +536,13 @@ def export_run(
     `seq2seq.export.asr.export_transcriber` (`direction` must then be None).
 
     Args:
-        run_dir: training run directory (`config.yaml`, `spm.model`, weights).
+        run_dir: training run directory (`config.yaml`, `spm.model`, weights), or an
+            export of ours (a version or model base directory), whose assets and
+            variables are then exported again, with this code and these settings.
         base_path: TF Serving model base directory; created if missing. Its name is the
             model name in the warm-up requests.
         weights: weights file, or several to average (see `load_weights`). Default:
-            `run_dir/best.weights.h5`.
+            `run_dir/best.weights.h5`, or the export that `run_dir` is.
         direction: `source-target` direction to serve, one of the run's
             `data.directions`. Default: the first of them.
         beam_size: beam size of `serving_default`. Default: the run's
@@ -517,6 +562,13 @@ def export_run(
             that TF Serving could not run; nothing is left in `base_path` then.
     """
     run_dir, base_path = Path(run_dir), Path(base_path)
+    if run_dir.is_dir() and not (run_dir / "config.yaml").is_file():
+        # An export re-exported (new search settings or signatures): its assets hold the
+        # run's config and tokenizer, and its variables are the weights.
+        try:
+            run_dir = resolve_model_dir(run_dir) / "assets"
+        except ValueError:
+            pass  # neither: load_run names what is missing
     config = load_run(run_dir)
     weights = weights_files(run_dir, weights)
     if config.task == "asr":  # a speech recognizer: seq2seq.export.asr

@@ -14,6 +14,7 @@ import sacrebleu
 import tensorflow as tf
 
 from seq2seq.data.pipeline import SubwordTokenizer, pad_batch, source_ids
+from seq2seq.export.saved_model import assign_exported_variables
 
 
 def translate_ids(
@@ -341,10 +342,6 @@ def has_backup(run_dir: Path) -> bool:
     return any((Path(run_dir) / "backup").glob("**/*"))
 
 
-_SEED_STATE = "seed_generator_state"
-"""In the name of the variables of `keras.random.SeedGenerator`s (dropout, SpecAugment)."""
-
-
 def warm_start(model: keras.Model, init_from: str, run_dir: Path) -> bool:
     """Loads the weights `init_from` names into a fresh run's built `model`: a weights
     file (a run's `best.weights.h5`), or an exported SavedModel (a version directory or
@@ -364,7 +361,7 @@ def warm_start(model: keras.Model, init_from: str, run_dir: Path) -> bool:
         raise ValueError(f"{path}: no such weights file or SavedModel (training.init_from)")
     try:
         if path.is_dir():
-            _assign_from_saved_model(model, path)
+            assign_exported_variables(model, path)
         else:
             model.load_weights(str(path))
     except (ValueError, OSError, RuntimeError, tf.errors.OpError) as error:
@@ -374,35 +371,6 @@ def warm_start(model: keras.Model, init_from: str, run_dir: Path) -> bool:
         ) from None
     print(f"initialized from {path}", flush=True)
     return True
-
-
-def _assign_from_saved_model(model: keras.Model, path: Path) -> None:
-    """Assigns the variables of `seq2seq export`'s SavedModel (kept in the order of
-    `model.variables` as `model_variables`) to `model`."""
-    import tensorflow_text  # noqa: F401  (registers the SentencePiece ops of translators)
-
-    from seq2seq.export import resolve_model_dir
-
-    export_dir = resolve_model_dir(path)
-    values = getattr(tf.saved_model.load(str(export_dir)), "model_variables", None)
-    if values is None:
-        raise ValueError("not a SavedModel of `seq2seq export`")
-    # Random-number states are not learned, and a model may have more or fewer of them
-    # than the exported one (SpecAugment switched on or off).
-    variables = [v for v in model.variables if _SEED_STATE not in v.path]
-    values = [value for value in values if _SEED_STATE not in value.name]
-    if len(values) != len(variables):
-        raise ValueError(
-            f"{export_dir}: it has {len(values)} variables, this model {len(variables)}"
-        )
-    # A model can fit a trained value to a changed layer (a wider CTC head).
-    fit = getattr(model, "warm_start_value", lambda variable, value: value)
-    values = [fit(variable, value) for variable, value in zip(variables, values, strict=True)]
-    shapes = [tuple(variable.shape) for variable in variables]
-    if [tuple(value.shape) for value in values] != shapes:
-        raise ValueError(f"{export_dir}: its variables do not have this model's shapes")
-    for variable, value in zip(variables, values, strict=True):
-        variable.assign(value)
 
 
 def run_callbacks(
