@@ -10,9 +10,10 @@ model loading excluded) of both at each beam size, the ratio, and whether the
 transcripts are identical (they are when both hold the same weights and search: a
 faster scorer must not change the search's output).
 
-    git worktree add /tmp/v5 dcff6fc   # version 5, exported before the faster CTC scorer
-    .venv/bin/python bench/asr_search.py --peer /tmp/v5/saved_models/asr-en/5 \
-        --beam-sizes 4 8
+    git worktree add /tmp/v5 3344c75   # version 5, exported before the faster CTC scorer
+    seq2seq export --run /tmp/v5/saved_models/asr-en --model-base-path /tmp/v5now/asr-en
+    .venv/bin/python bench/asr_search.py --model /tmp/v5now/asr-en \
+        --peer /tmp/v5/saved_models/asr-en/5 --beam-sizes 4 8
 """
 
 from __future__ import annotations

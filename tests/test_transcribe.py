@@ -275,8 +275,8 @@ def test_fresh_process_matches_keras_search(tiny_asr_export, trained, dev, tmp_p
             length_penalty=decoding.length_penalty,
             max_length_ratio=decoding.max_length_ratio,
             max_length_offset=decoding.max_length_offset,
-            ctc_weight=info["ctc_weight"] if beam_size > 1 else 0.0,
-            lm=NgramScorer(lm) if beam_size > 1 else None,
+            ctc_weight=info["ctc_weight"],
+            lm=NgramScorer(lm),
             lm_weight=info["lm"]["weight"],
         )
         texts = [

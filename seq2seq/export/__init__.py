@@ -213,8 +213,9 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         metavar="W",
         help=(
-            "speech: weight in [0, 1] of the CTC prefix score in beam search, against "
-            "1 - W for the decoder's (default: the run's decoding.ctc_weight)"
+            "speech: weight in [0, 1] of the CTC prefix score in greedy and beam "
+            "search, against 1 - W for the decoder's (default: the run's "
+            "decoding.ctc_weight)"
         ),
     )
     parser.add_argument(
@@ -222,8 +223,8 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         metavar="W",
         help=(
-            "speech: weight of the character language model's log-prob in beam search; "
-            "0: none (default: the run's decoding.lm_weight)"
+            "speech: weight of the character language model's log-prob in greedy and "
+            "beam search; 0: none (default: the run's decoding.lm_weight)"
         ),
     )
     parser.add_argument(

@@ -10,20 +10,20 @@ Signatures:
 
 - `serving_default`: `audio` float32 `[batch, samples]` (16 kHz mono, zero-padded) and
   `audio_length` int32 `[batch]` -> `text` string `[batch]`, `score` float32 `[batch]`;
-  the export's search: CTC greedy (beam size 0), or beam search joint with the CTC
-  head's prefix scores (`decoding.ctc_weight`) and a character n-gram language model
-  (`decoding.lm_order`, `decoding.lm_weight`; estimated at export from the corpus'
-  `lm.txt`, and held in the SavedModel's variables);
+  the export's search: CTC greedy (beam size 0), or greedy or beam search joint with
+  the CTC head's prefix scores (`decoding.ctc_weight`) and a character n-gram language
+  model (`decoding.lm_order`, `decoding.lm_weight`; estimated at export from the
+  corpus' `lm.txt`, and held in the SavedModel's variables);
 - `transcribe_wav`: `wav_bytes` string `[batch]` (16-bit PCM WAV files at 16 kHz) ->
   the same outputs with the same search;
 - `greedy`, `ctc_greedy` (the CTC head's best path: no decoder) and `beam_N`
   (`ASR_BEAM_SIZES` and the default): `audio`, `audio_length` -> `text`, `score` with
   that search.
 
-`score` is the sum of the log-probs (greedy, CTC greedy) or the length-penalized
-joint score that ranked the transcript (beam); empty audio gets "" and 0. Audio beyond
-`MAX_SECONDS` is not transcribed: clients split long recordings at silences into
-pieces of `max_piece_seconds` (`assets/export.json`).
+`score` is the sum of the log-probs (CTC greedy), the sum of the joint scores
+(greedy) or the length-penalized joint score that ranked the transcript (beam); empty
+audio gets "" and 0. Audio beyond `MAX_SECONDS` is not transcribed: clients split long
+recordings at silences into pieces of `max_piece_seconds` (`assets/export.json`).
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def build_transcriber_module(
         config: the run's config (`decoding` and the front-end's sample rate).
         beam_size: the search of `serving_default` and `transcribe_wav` (1: greedy, 0:
             CTC greedy).
-        lm: the language model of the beam searches, at `decoding.lm_weight`.
+        lm: the language model of the greedy and beam searches, at `decoding.lm_weight`.
             Default: None.
 
     Returns:
@@ -128,7 +128,8 @@ def build_transcriber_module(
         return {"text": text, "score": score}
 
     def search_batch(audio, audio_length, beam):
-        joint = isinstance(beam, tf.Tensor) or beam > 1  # CTC and LM join beam searches
+        # Greedy and beam searches alike are joint with the CTC head and the language
+        # model: the attention decoder alone is far behind them at our training budgets.
         result = model.search(
             audio,
             audio_length,
@@ -136,8 +137,8 @@ def build_transcriber_module(
             length_penalty=decoding.length_penalty,
             max_length_ratio=decoding.max_length_ratio,
             max_length_offset=decoding.max_length_offset,
-            ctc_weight=decoding.ctc_weight if joint else 0.0,
-            lm=scorer if joint else None,
+            ctc_weight=decoding.ctc_weight,
+            lm=scorer,
             lm_weight=decoding.lm_weight,
         )
         lengths = result.lengths[:, 0]
@@ -209,9 +210,9 @@ def export_transcriber(
         weights: the weights files: one, or several to average (see `load_weights`).
         beam_size: beam size of `serving_default` (0: CTC greedy). Default:
             `decoding.beam_size`.
-        ctc_weight: weight of the CTC prefix score in the beam searches. Default:
+        ctc_weight: weight of the CTC prefix score in the greedy and beam searches. Default:
             `decoding.ctc_weight`. The export's `assets/config.yaml` records it.
-        lm_weight: weight of the language model in the beam searches (0: none).
+        lm_weight: weight of the language model in the greedy and beam searches (0: none).
             Default: `decoding.lm_weight`; recorded like `ctc_weight`.
 
     Returns:

@@ -548,7 +548,7 @@ def export_run(
         beam_size: beam size of `serving_default`. Default: the run's
             `decoding.beam_size`.
         ctc_weight, lm_weight: speech recognizers only: `decoding.ctc_weight` and
-            `decoding.lm_weight` of the export's beam searches. Default: the run's.
+            `decoding.lm_weight` of the export's greedy and beam searches. Default: the run's.
         length_penalty, no_repeat_ngram_size: translators only:
             `decoding.length_penalty` and `decoding.no_repeat_ngram_size` of the export's
             searches. Default: the run's. The export's `assets/config.yaml` records the
