@@ -227,10 +227,12 @@ def test_an_export_exports_again_with_other_search_settings(tiny_asr_export, loc
     # training run: `--run` names the export, whose config and variables are used again.
     base = tmp_path / "asr-en"
     arguments = ["--run", str(tiny_asr_export), "--model-base-path", str(base)]
-    assert main(["export", *arguments, "--beam-size", "8", "--lm-weight", "0"]) == 0
+    settings = ["--beam-size", "8", "--lm-weight", "0", "--length-penalty", "1.0"]
+    assert main(["export", *arguments, *settings]) == 0
     info = json.loads((base / "1" / "assets" / "export.json").read_text(encoding="utf-8"))
     assert info["beam_size"] == 8 and info["lm"] is None and info["ctc_weight"] == 0.5
-    assert load_run(base / "1" / "assets").decoding.lm_weight == 0.0
+    decoding = load_run(base / "1" / "assets").decoding
+    assert decoding.lm_weight == 0.0 and decoding.length_penalty == 1.0
     again = SavedModelTranscriber.load(base)
     _, signals, _ = dev
     # The searches without the language model are the same searches of the same weights.

@@ -232,7 +232,7 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         metavar="ALPHA",
         help=(
-            "translators: the GNMT length penalty of beam search, 0 or more "
+            "the GNMT length penalty of beam search's ranking, 0 or more "
             "(default: the run's decoding.length_penalty)"
         ),
     )

@@ -200,6 +200,7 @@ def export_transcriber(
     beam_size: int | None = None,
     ctc_weight: float | None = None,
     lm_weight: float | None = None,
+    length_penalty: float | None = None,
 ) -> Path:
     """Exports a trained speech recognizer as the next version of a TF Serving model
     base directory (see the module docstring).
@@ -214,6 +215,8 @@ def export_transcriber(
             `decoding.ctc_weight`. The export's `assets/config.yaml` records it.
         lm_weight: weight of the language model in the greedy and beam searches (0: none).
             Default: `decoding.lm_weight`; recorded like `ctc_weight`.
+        length_penalty: the GNMT length penalty of the beam searches' ranking.
+            Default: `decoding.length_penalty`; recorded like `ctc_weight`.
 
     Returns:
         The new version directory.
@@ -229,7 +232,11 @@ def export_transcriber(
         raise ValueError(f"beam size must be 0 (CTC greedy) or more, got {beam_size}")
     config = override_decoding(
         config,
-        {"ctc_weight": ("--ctc-weight", ctc_weight), "lm_weight": ("--lm-weight", lm_weight)},
+        {
+            "ctc_weight": ("--ctc-weight", ctc_weight),
+            "lm_weight": ("--lm-weight", lm_weight),
+            "length_penalty": ("--length-penalty", length_penalty),
+        },
     )
     lm, lm_info = language_model(config) if config.decoding.lm_weight > 0.0 else (None, None)
     model = Transcriber(config.model)

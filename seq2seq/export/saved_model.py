@@ -549,9 +549,10 @@ def export_run(
             `decoding.beam_size`.
         ctc_weight, lm_weight: speech recognizers only: `decoding.ctc_weight` and
             `decoding.lm_weight` of the export's greedy and beam searches. Default: the run's.
-        length_penalty, no_repeat_ngram_size: translators only:
-            `decoding.length_penalty` and `decoding.no_repeat_ngram_size` of the export's
-            searches. Default: the run's. The export's `assets/config.yaml` records the
+        length_penalty: `decoding.length_penalty` of the export's beam searches.
+            Default: the run's.
+        no_repeat_ngram_size: translators only: `decoding.no_repeat_ngram_size` of the
+            export's searches. Default: the run's. The export's `assets/config.yaml` records the
             config it was made with.
 
     Returns:
@@ -572,16 +573,15 @@ def export_run(
     config = load_run(run_dir)
     weights = weights_files(run_dir, weights)
     if config.task == "asr":  # a speech recognizer: seq2seq.export.asr
-        for flag, value in (
-            ("--direction", direction),
-            ("--length-penalty", length_penalty),
-            ("--no-repeat-ngram", no_repeat_ngram_size),
-        ):
+        translator_flags = {"--direction": direction, "--no-repeat-ngram": no_repeat_ngram_size}
+        for flag, value in translator_flags.items():
             if value is not None:
                 raise ValueError(f"{run_dir}: {flag} is for translators; this run is task asr")
         from seq2seq.export.asr import export_transcriber
 
-        return export_transcriber(base_path, config, weights, beam_size, ctc_weight, lm_weight)
+        return export_transcriber(
+            base_path, config, weights, beam_size, ctc_weight, lm_weight, length_penalty
+        )
     for flag, value in (("--ctc-weight", ctc_weight), ("--lm-weight", lm_weight)):
         if value is not None:
             raise ValueError(f"{run_dir}: {flag} is for speech recognizers, not translators")
