@@ -275,7 +275,7 @@ def test_an_export_exports_again_with_other_search_settings(
     monkeypatch.setattr(saved_model, "build_serving_module", capture)
     base = tmp_path / "m"
     arguments = ["--run", str(tiny_export), "--model-base-path", str(base)]
-    assert main(["export", *arguments, "--length-penalty", "1.5"]) == 0
+    assert main(["export", *arguments, "--length-penalty", "1.5", "--beam-size", "2"]) == 0
     source = tf.saved_model.load(str(export_dir)).model_variables
     assert len(exported) == len(source)
     for value, original in zip(exported, source, strict=True):
@@ -283,6 +283,7 @@ def test_an_export_exports_again_with_other_search_settings(
             np.testing.assert_array_equal(value, original.numpy(), err_msg=original.name)
     assets = base / "1" / "assets"
     assert load_run(assets).decoding.length_penalty == 1.5
+    assert load_run(assets).decoding.beam_size == 2
     assert load_run(assets).model == load_run(export_dir / "assets").model
     assert (assets / "spm.model").read_bytes() == (export_dir / "assets" / "spm.model").read_bytes()
 

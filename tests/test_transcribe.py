@@ -233,6 +233,7 @@ def test_an_export_exports_again_with_other_search_settings(tiny_asr_export, loc
     assert info["beam_size"] == 8 and info["lm"] is None and info["ctc_weight"] == 0.5
     decoding = load_run(base / "1" / "assets").decoding
     assert decoding.lm_weight == 0.0 and decoding.length_penalty == 1.0
+    assert decoding.beam_size == 8  # so that exporting this export again keeps it
     again = SavedModelTranscriber.load(base)
     _, signals, _ = dev
     # The searches without the language model are the same searches of the same weights.

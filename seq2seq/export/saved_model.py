@@ -508,8 +508,11 @@ def override_decoding(config: Config, overrides: dict[str, tuple[str, Any]]) -> 
 
 
 def write_assets(directory: Path, config: Config, info: dict[str, Any]) -> Path:
-    """Writes an export's `assets/config.yaml` (the config it was made with) and
-    `assets/export.json` (`info`) into the SavedModel `directory`; returns `assets/`."""
+    """Writes an export's `assets/config.yaml` (the config it was made with, its
+    `serving_default` beam size included, so that exporting the export again keeps it)
+    and `assets/export.json` (`info`) into the SavedModel `directory`; returns `assets/`."""
+    decoding = dataclasses.replace(config.decoding, beam_size=info["beam_size"])
+    config = dataclasses.replace(config, decoding=decoding)
     assets = directory / "assets"
     assets.mkdir(exist_ok=True)
     (assets / "config.yaml").write_text(
