@@ -390,10 +390,8 @@ WeightsFiles = str | Path | Sequence[str | Path]
 
 def weights_files(run_dir: Path, weights: WeightsFiles | None) -> list[Path]:
     """The weights files an export loads: `weights` (one path or several), or the run's
-    `best.weights.h5` when None (the export itself when `run_dir` is one's `assets`)."""
+    `best.weights.h5` when None."""
     if weights is None:
-        if run_dir.name == "assets" and (run_dir.parent / "saved_model.pb").is_file():
-            return [run_dir.parent]
         return [run_dir / "best.weights.h5"]
     if isinstance(weights, (str, Path)):
         return [Path(weights)]
@@ -570,9 +568,11 @@ def export_run(
         # An export re-exported (new search settings or signatures): its assets hold the
         # run's config and tokenizer, and its variables are the weights.
         try:
-            run_dir = resolve_model_dir(run_dir) / "assets"
+            export_dir = resolve_model_dir(run_dir)
         except ValueError:
             pass  # neither: load_run names what is missing
+        else:
+            run_dir, weights = export_dir / "assets", weights or export_dir
     config = load_run(run_dir)
     weights = weights_files(run_dir, weights)
     if config.task == "asr":  # a speech recognizer: seq2seq.export.asr
