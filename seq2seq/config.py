@@ -100,7 +100,9 @@ class SpeechDataConfig:
     """Where the prepared speech corpus is (`seq2seq prepare asr`) and how it is batched."""
 
     dir: str = "data/asr-en"
-    train: str = "train.tsv"  # `path<TAB>transcript<TAB>seconds<TAB>voice`, paths relative to dir
+    # `path<TAB>transcript<TAB>seconds<TAB>voice` file(s), relative to dir; several (a list)
+    # are trained on together, e.g. a second `seq2seq prepare asr` of more sentences.
+    train: str | list[str] = "train.tsv"
     dev: str = "dev.tsv"
     batch_seconds: float = 240.0  # padded audio seconds per batch (after augmentation)
     max_seconds: float = 16.0  # longer training utterances are skipped
@@ -322,6 +324,13 @@ def _validate_asr(config: Config, path: str | Path) -> None:
         )
     if decoding.lm_weight > 0.0 and not decoding.lm_order:
         raise ValueError(f"{path}: decoding.lm_weight needs a language model (decoding.lm_order)")
+    train = [data.train] if isinstance(data.train, str) else data.train
+    if (
+        not isinstance(train, list)
+        or not train
+        or not all(isinstance(name, str) and name for name in train)
+    ):
+        raise ValueError(f"{path}: data.train must name a TSV file or list some, not {train!r}")
     if len(data.augment.snr_db) != 2 or not data.augment.speeds:
         raise ValueError(f"{path}: data.augment needs snr_db [low, high] and some speeds")
     if data.batch_seconds < data.max_seconds:

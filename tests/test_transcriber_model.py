@@ -22,6 +22,7 @@ from seq2seq.data.speech_pipeline import (
     training_batches,
 )
 from seq2seq.models.transcriber import ConvSubsampling, Transcriber
+from seq2seq.training.asr import training_utterances
 from seq2seq.utils.ctc import ctc_greedy_search
 from seq2seq.utils.ngram import CharNgramLM, NgramScorer
 
@@ -75,6 +76,8 @@ def test_configs_by_task():
         ({"task": "asr", "model": {"ctc_upsampling": 0}}, "ctc_upsampling"),
         ({"task": "asr", "model": {"front_end": {"normalization": "x"}}}, "normalization"),
         ({"task": "asr", "data": {"batch_seconds": 5, "max_seconds": 10}}, "batch_seconds"),
+        ({"task": "asr", "data": {"train": []}}, "data.train"),
+        ({"task": "asr", "data": {"train": ["train.tsv", 3]}}, "data.train"),
         ({"task": "translate", "data": {"augment": {}}}, "augment"),
     ],
 )
@@ -83,6 +86,28 @@ def test_bad_asr_configs_name_the_problem(values, needle, tmp_path):
     path.write_text(yaml.safe_dump(values), encoding="utf-8")
     with pytest.raises(ValueError, match=needle):
         load_config(path)
+
+
+def test_several_training_files_are_read_together_and_mixed(tiny_asr_corpus, tmp_path):
+    # A second corpus beside the first, its paths relative to its own folder.
+    more = tmp_path / "more"
+    more.mkdir()
+    rows = read_speech_tsv(tiny_asr_corpus / "dev.tsv")
+    lines = [f"{u.path}\t{u.transcript}\t{u.seconds}\t{u.voice}" for u in rows]
+    (more / "train.tsv").write_text("path\ttranscript\tseconds\tvoice\n" + "\n".join(lines))
+    data = config_from_dict({"task": "asr", "data": {"dir": str(tiny_asr_corpus)}}).data
+    alone = training_utterances(data, seed=1)
+    assert alone == read_speech_tsv(tiny_asr_corpus / "train.tsv")  # one file: as written
+    data.train = ["train.tsv", str(more / "train.tsv")]
+    both = training_utterances(data, seed=1)
+    assert sorted(map(str, both)) == sorted(map(str, alone + rows))
+    assert both == training_utterances(data, seed=1) != training_utterances(data, seed=2)
+    # The second file's utterances are spread over the list, not left at its end.
+    second = [i for i, u in enumerate(both) if u in rows]
+    assert second[0] < len(both) - len(rows)
+    data.train = ["train.tsv", "missing.tsv"]
+    with pytest.raises(ValueError, match="missing.tsv: no prepared speech corpus"):
+        training_utterances(data, seed=1)
 
 
 def test_characters_round_trip():

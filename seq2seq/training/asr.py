@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import random
 import time
 from pathlib import Path
 
@@ -80,13 +81,33 @@ def batch_count(utterances: list[Utterance], data: SpeechDataConfig) -> int:
     return sum(math.ceil(count / size) for count, size in zip(counts, sizes, strict=True))
 
 
+def training_utterances(data: SpeechDataConfig, seed: int) -> list[Utterance]:
+    """The utterances of `data.train` (one TSV or a list, relative to `data.dir`).
+
+    Several files are mixed in a seeded shuffle, so that the shuffle buffer of
+    `training_batches` draws from all of them from the first step on.
+
+    Raises:
+        ValueError: naming a file that is missing (with how to prepare one).
+    """
+    names = [data.train] if isinstance(data.train, str) else data.train
+    utterances = []
+    for name in names:
+        path = Path(data.dir) / name
+        if not path.exists():
+            raise ValueError(f"{path}: no prepared speech corpus; run `seq2seq prepare asr` first")
+        utterances += read_speech_tsv(path)
+    if len(names) > 1:
+        random.Random(seed).shuffle(utterances)
+    return utterances
+
+
 def train_asr(config: Config, epochs: int | None = None) -> Path:
     """Trains (or resumes training) the speech model of `config`; returns its output dir."""
     data = config.data
     data_dir = Path(data.dir)
-    train_tsv = data_dir / data.train
-    if not train_tsv.exists():
-        raise ValueError(f"{train_tsv}: no prepared speech corpus; run `seq2seq prepare asr` first")
+    train_files = ", ".join([data.train] if isinstance(data.train, str) else data.train)
+    train_utterances = training_utterances(data, config.training.seed)
     strategy = distributed.distribution_strategy()  # first: no TensorFlow op may run before it
     worker = distributed.this_worker(strategy)
     output_dir = Path(config.training.output_dir)
@@ -100,10 +121,10 @@ def train_asr(config: Config, epochs: int | None = None) -> Path:
         model = build_asr_model(config)
     rate = model.front_end.sample_rate
     utterances, ids = encode_utterances(
-        read_speech_tsv(train_tsv), data.max_seconds, max_chars_per_second=model.ctc_frame_rate
+        train_utterances, data.max_seconds, max_chars_per_second=model.ctc_frame_rate
     )
     if not utterances:
-        raise ValueError(f"{train_tsv}: no usable training utterances")
+        raise ValueError(f"{data_dir}: no usable training utterances in {train_files}")
     hours = sum(u.seconds for u in utterances) / 3600
     voices = len({u.voice.split("@")[0] for u in utterances})  # "@" starts the speed/pitch
     print(f"train: {len(utterances)} utterances, {hours:.2f} h, {voices} voice(s)", flush=True)
@@ -111,7 +132,7 @@ def train_asr(config: Config, epochs: int | None = None) -> Path:
     if distributed.is_distributed(strategy):  # each worker loads only its own share
         steps = batch_count(utterances, data) // worker.count
         if steps < 1 or len(utterances) < worker.count:
-            raise ValueError(f"{train_tsv}: too few utterances for {worker.count} workers")
+            raise ValueError(f"{data_dir}: too few utterances for {worker.count} workers")
         utterances, ids = (
             utterances[worker.index :: worker.count],
             ids[worker.index :: worker.count],
