@@ -114,6 +114,11 @@ class SpeechDataConfig:
     shuffle_buffer: int = 5000
     augment: WaveAugmentConfig = field(default_factory=WaveAugmentConfig)
 
+    @property
+    def train_files(self) -> list:
+        """`train` as a list of names, whether the config gave one or a list."""
+        return [self.train] if isinstance(self.train, str) else self.train
+
 
 @dataclass
 class FrontEndSection:
@@ -324,7 +329,7 @@ def _validate_asr(config: Config, path: str | Path) -> None:
         )
     if decoding.lm_weight > 0.0 and not decoding.lm_order:
         raise ValueError(f"{path}: decoding.lm_weight needs a language model (decoding.lm_order)")
-    train = [data.train] if isinstance(data.train, str) else data.train
+    train = data.train_files
     if (
         not isinstance(train, list)
         or not train

@@ -90,7 +90,7 @@ def training_utterances(data: SpeechDataConfig, seed: int) -> list[Utterance]:
     Raises:
         ValueError: naming a file that is missing (with how to prepare one).
     """
-    names = [data.train] if isinstance(data.train, str) else data.train
+    names = data.train_files
     utterances = []
     for name in names:
         path = Path(data.dir) / name
@@ -106,7 +106,7 @@ def train_asr(config: Config, epochs: int | None = None) -> Path:
     """Trains (or resumes training) the speech model of `config`; returns its output dir."""
     data = config.data
     data_dir = Path(data.dir)
-    train_files = ", ".join([data.train] if isinstance(data.train, str) else data.train)
+    train_files = ", ".join(data.train_files)
     train_utterances = training_utterances(data, config.training.seed)
     strategy = distributed.distribution_strategy()  # first: no TensorFlow op may run before it
     worker = distributed.this_worker(strategy)
