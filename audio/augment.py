@@ -1,12 +1,13 @@
-"""Training augmentation: additive noise, speed perturbation, SpecAugment.
+"""Training augmentation: additive noise, speed perturbation, SpecAugment, VTLP.
 
 Waveform augmentations (`add_noise`, `speed_perturb`, `augment_waveform`) are
 NumPy functions for data preparation or a `tf.data` generator; randomness comes
 from an explicit `np.random.Generator`, so a seed reproduces them exactly.
 SpecAugment masks log-mel features: `SpecAugment` is a Keras layer active only
 in training, and `spec_augment` is the same masking as a stateless function of
-a seed, for `tf.data.Dataset.map`; both live in `audio.layers` and are
-re-exported here lazily, so the waveform functions import no TensorFlow.
+a seed, for `tf.data.Dataset.map`. `VTLP` warps their frequencies as another
+vocal tract length would (`warp_frequencies` with given factors). All live in
+`audio.layers` and are re-exported here lazily, so the waveform functions import no TensorFlow.
 """
 
 from __future__ import annotations
@@ -165,7 +166,7 @@ def augment_waveform(
     return audio
 
 
-_LAYERS = ("SpecAugment", "spec_augment")
+_LAYERS = ("SpecAugment", "VTLP", "spec_augment", "warp_frequencies")
 
 
 def __getattr__(name: str):

@@ -109,6 +109,16 @@ class FrontEndConfig:
         )
         return np.ascontiguousarray(matrix.T)
 
+    def band_frequencies(self) -> np.ndarray:
+        """The mel bands' centre frequencies in Hz, float32 `[n_mels]` (librosa's
+        `mel_frequencies`, on the same scale as `mel_matrix`)."""
+        import librosa
+
+        edges = librosa.mel_frequencies(
+            self.n_mels + 2, fmin=self.fmin, fmax=self.fmax or self.sample_rate / 2, htk=self.htk
+        )
+        return edges[1:-1].astype(np.float32)
+
     def window(self) -> np.ndarray:
         """librosa's periodic Hann window, float64 `[n_fft]`."""
         import librosa

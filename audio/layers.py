@@ -2,7 +2,8 @@
 
 Everything here goes into models and SavedModels: `LogMel` (the in-graph twin
 of `audio.features.log_mel_librosa`), `FeatureNormalization`, `SpecAugment`
-and `spec_augment` (training-time masking), and `decode_wav_batch` (WAV bytes
+and `spec_augment` (training-time masking), `VTLP` and `warp_frequencies`
+(training-time vocal tract length perturbation), and `decode_wav_batch` (WAV bytes
 to padded audio in the graph). The layers are written with `keras.ops`; a
 TensorFlow SavedModel of them holds only core ops (gather, RFFT, matmul, ...).
 
@@ -25,8 +26,10 @@ __all__ = [
     "FeatureNormalization",
     "LogMel",
     "SpecAugment",
+    "VTLP",
     "decode_wav_batch",
     "spec_augment",
+    "warp_frequencies",
 ]
 
 
@@ -485,6 +488,125 @@ class SpecAugment(keras.layers.Layer):
             "time_masks": self.time_masks,
             "time_width": self.time_width,
             "time_ratio": self.time_ratio,
+            "seed": self.seed,
+        }
+        return {**super().get_config(), **config}
+
+
+def warp_frequencies(features, factors, band_hz, fmax: float, boundary: float = 0.8):
+    """Log-mel features as a vocal tract `factors` times shorter would have made them:
+    each band takes the value at the frequency that the warp moves onto its centre
+    (linear interpolation between bands), as in VTLP (Jaitly and Hinton, 2013).
+
+    The warp scales frequencies by the factor up to `boundary * fmax * min(factor, 1)`
+    and maps the rest linearly onto the remaining range, so `fmax` stays where it is
+    and no band reads past the top.
+
+    Args:
+        features: `[batch, frames, n_mels]`.
+        factors: `[batch]`: above 1 moves the spectrum up (formants of a shorter vocal
+            tract), 1 leaves it unchanged.
+        band_hz: the bands' centre frequencies in Hz, increasing, `[n_mels]`.
+        fmax: the highest frequency of the mel filters, in Hz.
+        boundary: where the linear scaling ends, as a fraction of `fmax`. Default: 0.8.
+
+    Returns:
+        Features of the same shape and dtype.
+
+    Example:
+
+    >>> features = np.arange(5, dtype="float32").reshape(1, 1, 5)
+    >>> hz = np.array([100.0, 200.0, 300.0, 400.0, 500.0])
+    >>> np.asarray(warp_frequencies(features, np.array([2.0]), hz, fmax=1000.0))
+    array([[[0. , 0. , 0.5, 1. , 1.5]]], dtype=float32)
+    """
+    features = ops.convert_to_tensor(features)
+    band_hz = ops.cast(ops.convert_to_tensor(band_hz), "float32")
+    factors = ops.cast(ops.convert_to_tensor(factors), "float32")[:, None]  # [batch, 1]
+    target = band_hz[None, :]
+    knee = boundary * fmax * ops.minimum(factors, 1.0)  # where the scaling ends
+    upper = fmax - (fmax - knee / factors) * (fmax - target) / (fmax - knee)
+    source = ops.where(target <= knee, target / factors, upper)  # [batch, n_mels]
+    # Fractional band index of each source frequency (clamped to the outer bands).
+    bands = ops.shape(band_hz)[0]
+    above = ops.sum(ops.cast(source[:, :, None] > band_hz[None, None, :], "int32"), axis=2)
+    low = ops.clip(above - 1, 0, bands - 2)
+    low_hz, high_hz = ops.take(band_hz, low), ops.take(band_hz, low + 1)
+    weight = ops.clip((source - low_hz) / (high_hz - low_hz), 0.0, 1.0)
+    low_values = ops.take_along_axis(
+        features, ops.broadcast_to(low[:, None, :], ops.shape(features)), axis=2
+    )
+    high_values = ops.take_along_axis(
+        features, ops.broadcast_to(low[:, None, :] + 1, ops.shape(features)), axis=2
+    )
+    weight = ops.cast(weight[:, None, :], features.dtype)
+    return low_values + weight * (high_values - low_values)
+
+
+@keras.saving.register_keras_serializable(package="audio")
+class VTLP(keras.layers.Layer):
+    """Vocal tract length perturbation of log-mel features, active only when
+    `training=True`: every utterance's frequencies are warped by a factor uniform in
+    `[1 - max_warp, 1 + max_warp]` (`warp_frequencies`), so that a few training voices
+    stand for many vocal tract lengths.
+
+    Args:
+        config: the front-end whose log-mel bands come in (`FrontEndConfig`, its
+            dict, or `None` for the defaults).
+        max_warp: the largest relative change of a frequency. Default: 0.1.
+        boundary: where the linear scaling ends, as a fraction of `fmax`. Default: 0.8.
+        seed: Seed of the factors. Default: `None`.
+
+    Call arguments:
+        features: `[batch, frames, n_mels]` of that front-end.
+        training: Warps only when true.
+
+    Example:
+
+    >>> layer = VTLP(FrontEndConfig(n_mels=10), seed=0)
+    >>> x = np.random.default_rng(0).normal(size=(2, 5, 10)).astype("float32")
+    >>> bool(np.array_equal(layer(x), x)), bool(np.array_equal(layer(x, training=True), x))
+    (True, False)
+    """
+
+    def __init__(
+        self,
+        config: FrontEndConfig | dict | None = None,
+        max_warp: float = 0.1,
+        boundary: float = 0.8,
+        seed: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.config = _as_config(config)
+        if not 0.0 <= max_warp < 1.0:
+            raise ValueError(f"`max_warp` must be in [0, 1), got {max_warp!r}.")
+        if not 0.0 < boundary < 1.0:
+            raise ValueError(f"`boundary` must be in (0, 1), got {boundary!r}.")
+        self.max_warp = float(max_warp)
+        self.boundary = float(boundary)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed=seed)
+        self.fmax = float(self.config.fmax or self.config.sample_rate / 2)
+        self.band_hz = self.config.band_frequencies()
+
+    def call(self, features, training=None):
+        if not training or self.max_warp == 0.0:
+            return features
+        batch = ops.shape(features)[0]
+        factors = keras.random.uniform(
+            (batch,), 1.0 - self.max_warp, 1.0 + self.max_warp, seed=self.seed_generator
+        )
+        return warp_frequencies(features, factors, self.band_hz, self.fmax, self.boundary)
+
+    def compute_output_spec(self, features, training=None):
+        return keras.KerasTensor(features.shape, dtype=features.dtype)
+
+    def get_config(self):
+        config = {
+            "config": self.config.get_config(),
+            "max_warp": self.max_warp,
+            "boundary": self.boundary,
             "seed": self.seed,
         }
         return {**super().get_config(), **config}

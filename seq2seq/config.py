@@ -146,13 +146,23 @@ class SpecAugmentSection:
 
 
 @dataclass
+class VTLPSection:
+    """Vocal tract length perturbation (`audio.layers.VTLP`), training only: each
+    utterance's frequencies warped by a factor uniform in [1 - max_warp, 1 + max_warp]."""
+
+    enabled: bool = False
+    max_warp: float = 0.1
+
+
+@dataclass
 class SpeechModelConfig:
-    """Log-mel -> normalization -> SpecAugment -> strided convolutions -> bidirectional
+    """Log-mel -> normalization -> VTLP -> SpecAugment -> strided convolutions -> bidirectional
     GRU encoder (+ CTC head) -> attention GRU decoder over characters."""
 
     gru: str = "ours"  # "ours" (seq2seq.layers.GRU) or "stock" (keras.layers.GRU)
     front_end: FrontEndSection = field(default_factory=FrontEndSection)
     spec_augment: SpecAugmentSection = field(default_factory=SpecAugmentSection)
+    vtlp: VTLPSection = field(default_factory=VTLPSection)
     conv_channels: list[int] = field(default_factory=lambda: [32, 32])  # one 2x stride each
     conv_kernel: int = 3
     encoder_units: int = 256  # per direction
@@ -181,7 +191,7 @@ class SpeechDecodingConfig(DecodingConfig):
     # log-prob, times lm_weight, is added to each character's score (shallow fusion).
     lm_order: int = 7
     lm_weight: float = 0.0
-    max_piece_seconds: float = 20.0  # clients split longer audio at silences
+    max_piece_seconds: float = 10.0  # clients split longer audio at silences
 
 
 MAX_LM_ORDER = 10

@@ -731,6 +731,52 @@ def test_spec_augment_in_tf_data():
         assert bands <= 10 and frames <= 2 * min(8, 10)
 
 
+def tone(hz: float, seconds: float = 0.5) -> np.ndarray:
+    return (0.5 * np.sin(2 * np.pi * hz * np.arange(int(SR * seconds)) / SR)).astype(np.float32)
+
+
+@pytest.mark.parametrize("factor", [0.9, 1.1])
+def test_vtlp_moves_a_tone_as_a_shorter_or_longer_vocal_tract_would(factor):
+    from audio.augment import warp_frequencies
+
+    config = FrontEndConfig()
+    bands = config.band_frequencies()
+    original = log_mel_librosa(tone(1000.0), config)[None]
+    warped = np.asarray(warp_frequencies(original, np.array([factor]), bands, 8000.0))[0]
+    moved = log_mel_librosa(tone(1000.0 * factor), config)
+    # Away from the edge frames, the peak lands on the band of the moved tone and the
+    # spectra agree around it.
+    inner = slice(5, -5)
+    assert np.all(np.argmax(warped[inner], axis=1) == np.argmax(moved[inner], axis=1))
+    peak = int(np.argmax(moved[10]))
+    near = slice(peak - 1, peak + 2)  # a pure tone falls to the log floor beyond
+    assert np.max(np.abs(warped[inner, near] - moved[inner, near])) < 0.75
+    assert np.max(np.abs(original[0][inner, near] - moved[inner, near])) > 2.0
+    same = np.asarray(warp_frequencies(original, np.array([1.0]), bands, 8000.0))
+    np.testing.assert_allclose(same, original, atol=1e-5)
+
+
+def test_vtlp_layer_warps_each_utterance_only_in_training():
+    import keras
+
+    from audio.augment import VTLP
+
+    features = np.stack([log_mel_librosa(tone(hz)) for hz in (500.0, 1000.0, 2000.0)])
+    layer = VTLP(FrontEndConfig(), max_warp=0.2, seed=5)
+    np.testing.assert_array_equal(np.asarray(layer(features)), features)
+    warped = np.asarray(layer(features, training=True))
+    np.testing.assert_array_equal(
+        warped, np.asarray(VTLP(max_warp=0.2, seed=5)(features, training=True))
+    )
+    peaks = np.argmax(warped[:, 10], axis=1) - np.argmax(features[:, 10], axis=1)
+    assert np.any(peaks != 0) and np.all(np.abs(peaks) <= 8)
+    assert np.isfinite(warped).all() and warped.shape == features.shape
+    copy = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert copy.get_config() == layer.get_config()
+    with pytest.raises(ValueError, match="max_warp"):
+        VTLP(max_warp=1.5)
+
+
 # -- plots ----------------------------------------------------------------------------------
 
 

@@ -111,15 +111,16 @@ def history(run_dir: Path) -> list[dict]:
         return list(csv.DictReader(rows))
 
 
-def test_init_from_an_export_fits_a_model_with_spec_augment_switched(
-    tiny_asr_run, tiny_asr_export, trained, tmp_path
+@pytest.mark.parametrize("augmentation", ["spec_augment", "vtlp"])
+def test_init_from_an_export_fits_a_model_with_an_augmentation_switched(
+    augmentation, tiny_asr_run, tiny_asr_export, trained, tmp_path
 ):
-    # SpecAugment adds a random-number state, which is not learned: a run that switches
-    # it starts from the learned weights of an export made without it, and back again.
+    # SpecAugment and VTLP add a random-number state, which is not learned: a run that
+    # switches one starts from the learned weights of an export made without it, and back.
     config, checkpoint = copy.deepcopy(trained[0]), trained[1]
     counts = []
     for enabled in (True, False):
-        config.model.spec_augment.enabled = enabled
+        getattr(config.model, augmentation).enabled = enabled
         model = build_asr_model(config)
         assert warm_start(model, str(tiny_asr_export), tmp_path / f"run-{enabled}")
         counts.append(len(model.variables))
@@ -128,7 +129,7 @@ def test_init_from_an_export_fits_a_model_with_spec_augment_switched(
         assert len(learned) == len(expected)
         for (path, ours), theirs in zip(learned, expected, strict=True):
             np.testing.assert_array_equal(ours, theirs, err_msg=path)
-    assert counts[0] == counts[1] + 1  # SpecAugment's random-number state
+    assert counts[0] == counts[1] + 1  # the augmentation's random-number state
 
 
 def test_init_from_an_export_widens_the_ctc_head(

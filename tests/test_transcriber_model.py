@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 import yaml
 
-from seq2seq.config import SpeechModelConfig, config_from_dict, load_config
+from seq2seq.config import SpeechModelConfig, VTLPSection, config_from_dict, load_config
 from seq2seq.data import characters
 from seq2seq.data.speech_pipeline import (
     bucket_batch_sizes,
@@ -166,6 +166,23 @@ def test_joint_loss_survives_an_utterance_too_short_for_its_transcript():
     ce, ctc = float(model.ce_tracker.result()), float(model.ctc_tracker.result())
     assert ce > 0 and ctc > 0
     assert float(loss) == pytest.approx(0.5 * ce + 0.5 * ctc, rel=1e-5)
+
+
+def test_vtlp_warps_the_features_in_training_only():
+    plain = tiny_model()
+    warped = tiny_model(vtlp=VTLPSection(enabled=True, max_warp=0.2))
+    audio, lengths = pad_audio([speech_like(1.0, 1), speech_like(0.6, 2)])
+    reference, frames = plain.features(audio, lengths)
+    inference, _ = warped.features(audio, lengths)
+    np.testing.assert_array_equal(np.asarray(inference), np.asarray(reference))
+    spec = [tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([None], tf.int32)]
+    graph = tf.function(lambda x, n: warped.features(x, n, training=True), input_signature=spec)
+    training, _ = graph(audio, lengths)
+    training, reference = np.asarray(training), np.asarray(reference)
+    valid = np.arange(reference.shape[1])[None, :] < np.asarray(frames)[:, None]
+    for row in range(2):  # each utterance warped, its padding left alone
+        assert np.abs(training[row][valid[row]] - reference[row][valid[row]]).mean() > 0.01
+        np.testing.assert_array_equal(training[row][~valid[row]], reference[row][~valid[row]])
 
 
 @pytest.mark.parametrize("upsampling", [1, 2])

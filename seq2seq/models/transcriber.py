@@ -3,7 +3,7 @@ attention losses.
 
     audio [batch, samples] + lengths
       -> LogMel (librosa's log-mel, in the graph) -> FeatureNormalization
-      -> SpecAugment (training only)
+      -> VTLP and SpecAugment (training only)
       -> ConvSubsampling (strided 3x3 convolutions: 10 ms frames -> 40 ms with two)
       -> RNNEncoder (bidirectional GRU layers)  -> CTC head (characters + blank,
                                                    `ctc_upsampling` outputs a frame)
@@ -24,8 +24,8 @@ import keras
 from keras import ops
 
 from audio.features import FrontEndConfig
-from audio.layers import FeatureNormalization, LogMel, SpecAugment
-from seq2seq.config import FrontEndSection, SpecAugmentSection, SpeechModelConfig
+from audio.layers import VTLP, FeatureNormalization, LogMel, SpecAugment
+from seq2seq.config import FrontEndSection, SpecAugmentSection, SpeechModelConfig, VTLPSection
 from seq2seq.data.characters import BLANK_ID, BOS_ID, EOS_ID, PAD_ID, VOCAB_SIZE
 from seq2seq.decoders import AttentionDecoder
 from seq2seq.encoders import RNNEncoder
@@ -119,6 +119,7 @@ def _model_config(config) -> SpeechModelConfig:
     values = dict(config or {})
     values["front_end"] = FrontEndSection(**values.get("front_end", {}))
     values["spec_augment"] = SpecAugmentSection(**values.get("spec_augment", {}))
+    values["vtlp"] = VTLPSection(**values.get("vtlp", {}))
     return SpeechModelConfig(**values)
 
 
@@ -146,7 +147,7 @@ class Transcriber(keras.Model):
         inputs: `{"audio": [batch, samples] float32 (zero-padded), "audio_length":
             [batch] int32, "target_in": [batch, chars] int32}`; `target_in` starts with
             BOS, 0 pads.
-        training: whether dropout and SpecAugment are active.
+        training: whether dropout, VTLP and SpecAugment are active.
 
     Returns:
         `{"logits": [batch, chars, vocab], "ctc_logits": [batch, frames, vocab],
@@ -163,6 +164,9 @@ class Transcriber(keras.Model):
         self.log_mel = LogMel(self.front_end, name="log_mel")
         self.normalization = FeatureNormalization(
             config.front_end.n_mels, config.front_end.normalization, name="normalization"
+        )
+        self.vtlp = (
+            VTLP(self.front_end, config.vtlp.max_warp, name="vtlp") if config.vtlp.enabled else None
         )
         augment = config.spec_augment
         self.spec_augment = (
@@ -259,10 +263,12 @@ class Transcriber(keras.Model):
         }
 
     def features(self, audio, audio_length, training=False):
-        """Normalized (and, in training, SpecAugment-ed) log-mel features and their
+        """Normalized (and, in training, warped and masked) log-mel features and their
         frame lengths."""
         features, lengths = self.log_mel(audio, audio_length)
         features = self.normalization(features, lengths)
+        if self.vtlp is not None:  # per-band normalization commutes with the warp
+            features = self.vtlp(features, training=training)
         if self.spec_augment is not None:
             features = self.spec_augment(features, lengths, training=training)
         return features, lengths
