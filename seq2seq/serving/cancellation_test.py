@@ -113,13 +113,17 @@ def test_rest_client_that_hangs_up_cancels_its_call(rest):
 
 
 class Context:
-    """The parts of `grpc.ServicerContext` that Predict uses; `end()` is the RPC ending."""
+    """The parts of `grpc.ServicerContext` that Predict uses; `end()` is the RPC ending.
+    As in grpc, a callback added after the end is refused (False) and never called."""
 
     def __init__(self):
         self.callbacks = []
         self.code = None
+        self.ended = False
 
     def add_callback(self, callback):
+        if self.ended:
+            return False
         self.callbacks.append(callback)
         return True
 
@@ -131,6 +135,7 @@ class Context:
         raise RuntimeError(details)  # grpc's abort raises too
 
     def end(self):
+        self.ended = True
         for callback in self.callbacks:
             callback()
 
@@ -149,8 +154,9 @@ def test_grpc_cancelled_rpc_cancels_its_call():
     context = Context()
     answer = predict_in_thread(service, context)
     future = predictor.wait_for(1)
-    context.end()  # the client cancelled (or its connection dropped)
-    assert future.cancelled()
+    context.end()  # the client cancelled (or its connection dropped), maybe before
+    # Predict added its callback: the call is cancelled either way
+    assert wait_until(future.cancelled), "the abandoned call was left to run"
     with pytest.raises(RuntimeError, match="Cancelled"):
         answer.result(10)
     assert context.code == grpc.StatusCode.CANCELLED
@@ -161,3 +167,18 @@ def test_grpc_cancelled_rpc_cancels_its_call():
     response = answer.result(10)
     context.end()  # after the answer: nothing to cancel
     assert tf.make_ndarray(response.outputs["text"]).tolist() == [b"HELLO"]
+
+
+def test_grpc_rpc_that_ended_before_its_call_was_queued_cancels_it():
+    predictor = Held()
+    service = PredictionService(Manager(), predictor)
+    context = Context()
+    context.end()  # gone before Predict could add its callback
+    answer = predict_in_thread(service, context)
+    future = predictor.wait_for(1)
+    try:
+        with pytest.raises(RuntimeError, match="Cancelled"):
+            answer.result(10)
+    finally:
+        future.cancel()  # never leave the worker thread waiting
+    assert context.code == grpc.StatusCode.CANCELLED

@@ -83,8 +83,10 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         inputs = servable.check_inputs(signature_name, values)
         future = self.predictor.submit(servable, signature_name, inputs)
         # A client that cancels or hangs up ends the RPC: its call is then not run at
-        # all if it has not started (after an answer, cancel() does nothing).
-        context.add_callback(future.cancel)
+        # all if it has not started (after an answer, cancel() does nothing). An RPC that
+        # ended before the callback was added refuses it: cancel now.
+        if not context.add_callback(future.cancel):
+            future.cancel()
         try:
             outputs = future.result(timeout=context.time_remaining())
         except concurrent.futures.TimeoutError:
