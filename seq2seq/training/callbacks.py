@@ -1,10 +1,13 @@
 """Callbacks of `seq2seq train`: dev BLEU (translation) or dev WER (speech) with
-best-checkpoint keeping, and the training-curve plot."""
+best-checkpoint keeping, the training-curve plot, the time limit, and backups that
+resume an interrupted epoch where it stopped."""
 
 from __future__ import annotations
 
 import csv
+import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -253,10 +256,10 @@ class DevWer(keras.callbacks.Callback):
 
 
 class TimeLimit(keras.callbacks.Callback):
-    """Stops training once `minutes` of wall time have passed since `fit` began (like
-    fairseq's `--stop-time-hours`): the step that crosses the limit is the last, and its
-    epoch ends there, with the dev metric, history row and backup of any epoch's end; a
-    rerun of the command continues with the next epoch.
+    """Stops training once `minutes` of wall time have passed since the run's first
+    `fit` began (like fairseq's `--stop-time-hours`): the step that crosses the limit is
+    the last, and its epoch ends there, with the dev metric, history row and backup of
+    any epoch's end; a rerun of the command continues with the next epoch.
 
     Args:
         minutes: the limit; 0 or less for none.
@@ -278,12 +281,12 @@ class TimeLimit(keras.callbacks.Callback):
         super().__init__()
         self.minutes = float(minutes)
         self._clock = clock
-        self._start = 0.0
+        self._start: float | None = None
         self.steps = 0
 
     def on_train_begin(self, logs=None):
-        self._start = self._clock()
-        self.steps = 0
+        if self._start is None:  # the first `fit` of a run (see `fit_resuming`)
+            self._start = self._clock()
 
     def on_train_batch_end(self, batch, logs=None):
         self.steps += 1
@@ -327,14 +330,106 @@ class EpochCheckpoints(keras.callbacks.Callback):
 
 
 class BackupEveryStepsAndEpoch(keras.callbacks.BackupAndRestore):
-    """`BackupAndRestore` that backs up every `save_freq` steps *and* at the
-    end of every epoch, so a finished epoch is never trained again after a
-    restart (the stock callback does one or the other)."""
+    """`BackupAndRestore` that backs up every `save_freq` steps *and* at the end of
+    every epoch, so a finished epoch is never trained again after a restart (the stock
+    callback does one or the other), and whose metadata also counts the batches of
+    the current epoch already trained (`batches_done`), so that `fit_resuming` trains
+    only the rest of an interrupted epoch (Keras trains it again from its first batch).
+    Backups are written atomically: a kill during one leaves the one before whole.
+
+    Args: those of `keras.callbacks.BackupAndRestore`.
+
+    Attributes:
+        batch_offset: batches of the current epoch trained before this `fit` began
+            (the first `fit` of a resumed epoch, whose dataset skips them).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.batch_offset = 0
+        self._batches_done = 0
+
+    def interrupted_epoch(self) -> tuple[int, int]:
+        """`(epoch, batches)` of the backup: the epoch a resumed run starts with
+        (0-based), and how many of its batches were trained already (0 after an
+        epoch's end, without a backup, or for a backup older than this count)."""
+        path = Path(self._training_metadata_path)
+        if not path.is_file():
+            return 0, 0
+        metadata = json.loads(path.read_text(encoding="utf-8"))
+        return int(metadata.get("epoch", 0)), int(metadata.get("batches_done", 0))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # The stock callback learns the epoch only at its own epoch ends, so a resumed
+        # run's step backups would record epoch 0 until its first epoch had ended.
+        self._current_epoch = epoch
+        self._batches_done = self.batch_offset
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._batches_done = self.batch_offset + batch + 1
+        super().on_train_batch_end(batch, logs)
 
     def on_epoch_end(self, epoch, logs=None):
+        self._batches_done = 0
         super().on_epoch_end(epoch, logs)
         if self.save_freq != "epoch":
             self._save_model()
+
+    def _save_model(self):
+        weights, metadata = Path(self._weights_path), Path(self._training_metadata_path)
+        weights.parent.mkdir(parents=True, exist_ok=True)
+        if self.double_checkpoint:
+            for current, previous in (
+                (weights, self._prev_weights_path),
+                (metadata, self._prev_training_metadata_path),
+            ):
+                if current.exists():
+                    shutil.copyfile(current, previous)
+        temporary = weights.with_name(f".tmp-{weights.name}")
+        self.model.save_weights(temporary)
+        os.replace(temporary, weights)
+        temporary = metadata.with_name(f".tmp-{metadata.name}")
+        temporary.write_text(
+            json.dumps(
+                {
+                    "epoch": self._current_epoch,
+                    "batch": self._last_batch_seen,
+                    "batches_done": self._batches_done,
+                }
+            ),
+            encoding="utf-8",
+        )
+        os.replace(temporary, metadata)
+
+
+def fit_resuming(
+    fit, batches: tf.data.Dataset, backup: BackupEveryStepsAndEpoch, epochs: int
+) -> None:
+    """`fit(batches, epochs=epochs)` that trains only the rest of an epoch its backup
+    had interrupted: first `fit(batches.skip(done), epochs=epoch + 1)`, then the other
+    epochs, unless a callback stopped training (time limit, early stopping, NaN). Two
+    calls, because Keras takes the batch count of a dataset of unknown length from its
+    first epoch for every later one. The skipped batches are the first of the
+    dataset's first shuffle, the interrupted epoch's own when it was the run's first
+    (the shuffle is seeded); later epochs continue with a random rest.
+
+    Args:
+        fit: `model.fit` or a wrapper of it, given the callbacks (`backup` among them).
+        batches: the training batches of one epoch.
+        backup: the run's backup callback, restored by `fit`.
+        epochs: the epoch to stop before, as `model.fit`'s.
+    """
+    epoch, done = backup.interrupted_epoch()
+    if done and epoch < epochs:
+        print(f"resuming epoch {epoch + 1} after its first {done} batches", flush=True)
+        backup.batch_offset = done
+        try:
+            fit(batches.skip(done), epochs=epoch + 1)
+        finally:
+            backup.batch_offset = 0
+        if backup.model.stop_training:
+            return
+    fit(batches, epochs=epochs)
 
 
 def has_backup(run_dir: Path) -> bool:

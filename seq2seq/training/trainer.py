@@ -14,6 +14,7 @@ directory, worker N only `workers/worker-N/` in it.
 
 from __future__ import annotations
 
+import functools
 import shutil
 from pathlib import Path
 
@@ -32,7 +33,13 @@ from seq2seq.data.pipeline import (
 )
 from seq2seq.models import Translator
 from seq2seq.training import distributed
-from seq2seq.training.callbacks import DevBleu, TrainingCurves, run_callbacks, warm_start
+from seq2seq.training.callbacks import (
+    DevBleu,
+    TrainingCurves,
+    fit_resuming,
+    run_callbacks,
+    warm_start,
+)
 from seq2seq.training.distributed import distribution_strategy
 from seq2seq.training.losses import SmoothedCrossEntropy
 
@@ -98,13 +105,17 @@ def fit_run(
         # that its optimizer state is fresh; a backup's is restored into it.
         with strategy.scope():
             model.optimizer.build(model.trainable_variables)
-    distributed.fit(
-        model,
-        strategy,
+    epochs = epochs or config.training.epochs
+    if distributed.is_distributed(strategy):
+        # Each worker resumes from its own backup; they must take the same steps, so
+        # an interrupted epoch is trained again whole, as Keras does.
+        distributed.fit(model, strategy, batches, epochs=epochs, callbacks=callbacks, verbose=1)
+        return
+    fit_resuming(
+        functools.partial(model.fit, callbacks=callbacks, verbose=1),
         batches,
-        epochs=epochs or config.training.epochs,
-        callbacks=callbacks,
-        verbose=1,
+        backup=callbacks[-1],
+        epochs=epochs,
     )
 
 
