@@ -53,6 +53,14 @@ EVALUATION_LIKE = [
     "Please check the number, and dial again.",
 ]
 NUMBERS = "two three four five six seven eight nine".split()
+NUMBER_WORDS = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen"
+    " fifteen sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy"
+    " eighty ninety first second third fourth fifth sixth seventh eighth ninth tenth"
+    " eleventh twelfth thirteenth fourteenth fifteenth sixteenth seventeenth eighteenth"
+    " nineteenth twentieth thirtieth fortieth fiftieth sixtieth seventieth eightieth"
+    " ninetieth hundredth"
+).split()
 THINGS = "cats dogs horses birds knights elves dwarves wizards".split()
 PLACES = "the river|the hills|the old castle|the dark forest|the village".split("|")
 
@@ -281,6 +289,30 @@ def test_evaluation_transcripts_are_never_synthesized(prepared):
         assert not {row[1] for row in read_rows(prepared / name)} & excluded
     manifest = json.loads((prepared / "manifest.json").read_text())
     assert manifest["text"]["counts"]["text-file: equals an evaluation transcript"] == 3
+
+
+@needs_espeak
+def test_phrases_are_short_spans_and_numbers_never_an_evaluation_transcript(sources, tmp_path):
+    from seq2seq.data.speech import evaluation_transcripts
+
+    result = run_prepare(tmp_path, sources, "--phrases", "--no-real", "--utterances", "24")
+    assert result.returncode == 0, result.stderr[-3000:]
+    corpus = tmp_path / "asr-en"
+    rows = read_rows(corpus / "train.tsv")
+    assert len(rows) == 24
+    sentence_words = {w for line in made_up_sentences(400) for w in line.lower().split()}
+    number_words = {*NUMBER_WORDS, "hundred", "thousand", "nineteen", "twenty"}
+    for _, transcript, _, _ in rows:
+        words = transcript.split()
+        # a span of 1-3 of the text's words, or a number said in words
+        assert len(words) <= 3 or set(words) <= number_words | {"oh"}, transcript
+    assert sum(set(row[1].split()) <= sentence_words for row in rows) >= 12
+    assert min(float(row[2]) for row in rows) < 1.0  # shorter than any sentence kept
+    assert not {row[1] for row in rows} & evaluation_transcripts(ASTERISK)
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    assert manifest["options"]["phrases"] is True
+    assert manifest["synthesis"]["seconds_range"] == [0.3, 20.0]
+    assert manifest["text"]["sources"]["phrases"]["from"] == ["text-file"]
 
 
 @needs_espeak

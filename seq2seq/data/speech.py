@@ -43,6 +43,7 @@ import datetime
 import gzip
 import hashlib
 import importlib.metadata
+import itertools
 import json
 import multiprocessing
 import os
@@ -381,12 +382,16 @@ class Sentence:
 
 
 def select_sentences(
-    sources: dict[str, Iterable[str]], excluded: set[str], stats: Counter
+    sources: dict[str, Iterable[str]],
+    excluded: set[str],
+    stats: Counter,
+    seconds: tuple[float, float] = (MIN_SECONDS, MAX_SECONDS),
 ) -> dict[str, list[Sentence]]:
     """The usable sentences of each source by split (train, dev, test), in a fixed order.
 
     A sentence is kept when it can be spoken as written (`spoken_form`), takes about
-    1-17 s to say, is new (by transcript) and equals no `excluded` transcript. Each
+    `seconds` to say (1.2x the shortest to 0.8x the longest, as estimated before
+    synthesis), is new (by transcript) and equals no `excluded` transcript. Each
     split interleaves the sources (shuffled) so that the first N sentences of a
     split come from every source alike. `stats` counts what was kept and dropped.
     """
@@ -401,7 +406,7 @@ def select_sentences(
                 stats[f"{source}: not speakable as written"] += 1
                 continue
             transcript = transcript_of(spoken)
-            if not MIN_SECONDS * 1.2 <= estimated_seconds(transcript) <= MAX_SECONDS * 0.8:
+            if not seconds[0] * 1.2 <= estimated_seconds(transcript) <= seconds[1] * 0.8:
                 stats[f"{source}: too short or long"] += 1
             elif transcript in excluded:
                 stats[f"{source}: equals an evaluation transcript"] += 1
@@ -756,6 +761,7 @@ def prepare_asr(
     engines: Iterable[str] = ENGINES,
     held_out: Iterable[str] = HELD_OUT_VOICES,
     text_file: Path | None = None,
+    phrases: bool = False,
     real: bool = True,
     install: bool = True,
     workers: int | None = None,
@@ -770,9 +776,11 @@ def prepare_asr(
     """Build `data_dir/asr-en/` and return it; do nothing if it is up to date.
 
     `hours` (when given) sizes the training set instead of `utterances`.
-    `text_file` replaces the built-in text sources; the `asterisk_*`, `wesnoth_*`,
-    `bible_db` and `fortune_dir` arguments replace installed sources (tests use
-    small ones). Raises `DataError` when nothing can be built.
+    `text_file` replaces the built-in text sources; with `phrases`, short phrases cut
+    from the text (`seq2seq.data.phrases`) are synthesized instead of its sentences.
+    The `asterisk_*`, `wesnoth_*`, `bible_db` and `fortune_dir` arguments replace
+    installed sources (tests use small ones). Raises `DataError` when nothing can be
+    built.
     """
     engines = tuple(dict.fromkeys(engines))
     unknown = set(engines) - set(ENGINES)
@@ -802,6 +810,7 @@ def prepare_asr(
         "held_out": list(held_out),
         "text_file": str(text_file.resolve()) if text_file else None,
         "text_sha1": hashlib.sha1(text_file.read_bytes()).hexdigest() if text_file else None,
+        "phrases": phrases,
         "real": real,
         "seed": seed,
         "recipe": RECIPE,
@@ -856,7 +865,18 @@ def prepare_asr(
         sources, source_info = _built_in_sources(
             data_dir, install, wesnoth_locale_dir, bible_db, fortune_dir
         )
-    sentences = select_sentences(sources, excluded, stats)
+    kept_seconds = (MIN_SECONDS, MAX_SECONDS)
+    if phrases:
+        from seq2seq.data import phrases as short  # it imports this module
+
+        sources = {"phrases": short.short_phrases(itertools.chain(*sources.values()), seed)}
+        source_info["phrases"] = {
+            "from": sorted(source_info),
+            "max_words": short.MAX_WORDS,
+            "number_every": short.NUMBER_EVERY,
+        }
+        kept_seconds = short.SECONDS
+    sentences = select_sentences(sources, excluded, stats, kept_seconds)
     if not sentences["train"]:
         raise DataError("no training sentences: the text is empty after normalization")
     with atomic_file(out_dir / LM_TEXT) as out:
@@ -909,7 +929,7 @@ def prepare_asr(
             timing[0] += 1
             timing[1] += spent
             timing[2] += seconds
-        if not MIN_SECONDS <= seconds <= MAX_SECONDS:
+        if not kept_seconds[0] <= seconds <= kept_seconds[1]:
             dropped[job.split] += 1
             continue
         rows[job.split].append((job.path, job.sentence.transcript, seconds, job.voice.label))
@@ -981,7 +1001,7 @@ def prepare_asr(
             "failed": len(failures),
             "failures": failures[:20],
             "dropped_outside_seconds": dict(dropped),
-            "seconds_range": [MIN_SECONDS, MAX_SECONDS],
+            "seconds_range": list(kept_seconds),
         },
         "text": {
             "sources": source_info,
@@ -1127,6 +1147,12 @@ def add_asr_parser(corpora: argparse._SubParsersAction) -> None:
     asr.add_argument(
         "--text", type=Path, metavar="FILE", help="your own sentences, one a line, instead"
     )
+    asr.add_argument(
+        "--phrases",
+        action="store_true",
+        help="short phrases instead of sentences: spans of 1-3 words of the text and"
+        " numbers, 0.3 s and longer (a corpus to train on beside one of sentences)",
+    )
     asr.add_argument("--no-real", action="store_true", help="skip the Asterisk test set")
     asr.add_argument(
         "--no-install", action="store_true", help="use what is installed; install nothing"
@@ -1161,6 +1187,7 @@ def run_asr(args: argparse.Namespace) -> int:
             engines=args.engines,
             held_out=args.held_out,
             text_file=args.text,
+            phrases=args.phrases,
             real=not args.no_real,
             install=not args.no_install,
             workers=args.workers,
