@@ -402,34 +402,49 @@ class BackupEveryStepsAndEpoch(keras.callbacks.BackupAndRestore):
         os.replace(temporary, metadata)
 
 
+class _EndAfterEpoch(keras.callbacks.Callback):
+    """Stops `fit` after its first epoch; `stopped_early` tells whether another
+    callback had stopped it already. Goes last in the list."""
+
+    def __init__(self):
+        super().__init__()
+        self.stopped_early = False
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.stopped_early = bool(self.model.stop_training)
+        self.model.stop_training = True
+
+
 def fit_resuming(
-    fit, batches: tf.data.Dataset, backup: BackupEveryStepsAndEpoch, epochs: int
+    fit, batches: tf.data.Dataset, callbacks: list[keras.callbacks.Callback], epochs: int
 ) -> None:
-    """`fit(batches, epochs=epochs)` that trains only the rest of an epoch its backup
-    had interrupted: first `fit(batches.skip(done), epochs=epoch + 1)`, then the other
-    epochs, unless a callback stopped training (time limit, early stopping, NaN). Two
-    calls, because Keras takes the batch count of a dataset of unknown length from its
-    first epoch for every later one. The skipped batches are the first of the
+    """`fit(batches, epochs=epochs, callbacks=callbacks)` that trains only the rest of
+    an epoch its backup had interrupted: first one epoch of `batches.skip(done)`, then
+    the other epochs, unless a callback stopped training (time limit, early stopping,
+    NaN). Two calls, because Keras takes the batch count of a dataset of unknown length
+    from its first epoch for every later one. The skipped batches are the first of the
     dataset's first shuffle, the interrupted epoch's own when it was the run's first
     (the shuffle is seeded); later epochs continue with a random rest.
 
     Args:
-        fit: `model.fit` or a wrapper of it, given the callbacks (`backup` among them).
+        fit: `model.fit` or a wrapper of it.
         batches: the training batches of one epoch.
-        backup: the run's backup callback, restored by `fit`.
+        callbacks: the run's callbacks, a `BackupEveryStepsAndEpoch` among them.
         epochs: the epoch to stop before, as `model.fit`'s.
     """
+    backup = next(c for c in callbacks if isinstance(c, BackupEveryStepsAndEpoch))
     epoch, done = backup.interrupted_epoch()
     if done and epoch < epochs:
         print(f"resuming epoch {epoch + 1} after its first {done} batches", flush=True)
         backup.batch_offset = done
-        try:
-            fit(batches.skip(done), epochs=epoch + 1)
+        end = _EndAfterEpoch()
+        try:  # epochs as the run's, for the progress bar's "Epoch 3/4"
+            fit(batches.skip(done), epochs=epochs, callbacks=[*callbacks, end])
         finally:
             backup.batch_offset = 0
-        if backup.model.stop_training:
+        if end.stopped_early or epoch + 1 == epochs:
             return
-    fit(batches, epochs=epochs)
+    fit(batches, epochs=epochs, callbacks=callbacks)
 
 
 def has_backup(run_dir: Path) -> bool:

@@ -43,6 +43,10 @@ class Progress(keras.callbacks.Callback):
         super().__init__()
         self.steps = 0
         self.ended: list[int] = []
+        self.began: list[str] = []  # as the progress bar shows them: "Epoch 2/3"
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.began.append(f"{epoch + 1}/{self.params['epochs']}")
 
     def on_train_batch_end(self, batch, logs=None):
         self.steps += 1
@@ -70,9 +74,9 @@ def run(backup_dir, known_length: bool, kill_after: int | None, epochs: int = 3)
     )
     progress = Progress()
     callbacks = [progress, backup, *([KillAt(kill_after)] if kill_after else [])]
-    fit = functools.partial(model.fit, callbacks=callbacks, verbose=0)
     try:
-        fit_resuming(fit, batches(known_length), backup, epochs)
+        fit = functools.partial(model.fit, verbose=0)
+        fit_resuming(fit, batches(known_length), callbacks, epochs)
     except KilledError:
         pass
     metadata = json.loads((backup_dir / "training_metadata.json").read_text())
@@ -94,6 +98,7 @@ def test_a_run_killed_mid_epoch_trains_only_the_rest_of_that_epoch(tmp_path, kno
     progress, metadata = run(tmp_path, known_length, kill_after=None)
     # the last 2 batches of epoch 2, then epoch 3 whole (not cut to epoch 2's rest)
     assert progress.ended == [1, 2] and progress.steps == 2 + BATCHES
+    assert progress.began == ["2/3", "3/3"]
     assert metadata == {"epoch": 3, "batch": 0, "batches_done": 0}
 
 
@@ -106,7 +111,7 @@ def test_a_time_limit_in_the_rest_of_an_epoch_ends_the_run(tmp_path):
     seconds = iter(range(1000))  # the clock moves one second per look
     limit = TimeLimit(3 / 60, clock=lambda: float(next(seconds)))
     progress = Progress()
-    fit = functools.partial(model.fit, callbacks=[limit, progress, backup], verbose=0)
-    fit_resuming(fit, batches(known_length=False), backup, epochs=3)
+    callbacks = [limit, progress, backup]
+    fit_resuming(functools.partial(model.fit, verbose=0), batches(False), callbacks, epochs=3)
     # 3 steps of the rest of epoch 2 (from its 5th batch), and no epoch 3
     assert progress.ended == [1] and progress.steps == 3

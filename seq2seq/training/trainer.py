@@ -111,12 +111,7 @@ def fit_run(
         # an interrupted epoch is trained again whole, as Keras does.
         distributed.fit(model, strategy, batches, epochs=epochs, callbacks=callbacks, verbose=1)
         return
-    fit_resuming(
-        functools.partial(model.fit, callbacks=callbacks, verbose=1),
-        batches,
-        backup=callbacks[-1],
-        epochs=epochs,
-    )
+    fit_resuming(functools.partial(model.fit, verbose=1), batches, callbacks, epochs)
 
 
 def train(config: Config, epochs: int | None = None) -> Path:
