@@ -223,6 +223,32 @@ def test_export_without_the_language_model_text_is_a_one_line_error(tiny_asr_run
     assert not base.exists()
 
 
+def test_language_model_learns_the_text_of_every_training_corpus(tmp_path):
+    from seq2seq.config import config_from_dict
+    from seq2seq.data import characters
+    from seq2seq.export.asr import language_model
+
+    sentences = ["the knights rode to the castle", "the river runs to the sea"] * 20
+    phrases = ["press star", "press nine", "press star to repeat"] * 20
+    for name, lines in (("main", sentences), ("again", sentences), ("phrases", phrases)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "lm.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (tmp_path / "no-text").mkdir()
+    data = {"dir": str(tmp_path / "main"), "train": "train.tsv"}
+    config = config_from_dict({"task": "asr", "data": data, "decoding": {"lm_weight": 0.5}})
+    alone, alone_info = language_model(config)
+    # A corpus of the same sentences (another prosody draw) counts once; one with no
+    # lm.txt of its own adds nothing.
+    data["train"] = ["train.tsv", "../again/train.tsv", "../phrases/t.tsv", "../no-text/t.tsv"]
+    config = config_from_dict({"task": "asr", "data": data, "decoding": {"lm_weight": 0.5}})
+    both, info = language_model(config)
+    assert [Path(t["path"]).parent.name for t in info["texts"]] == ["main", "phrases"]
+    assert info["sentences"] == len(sentences) + len(phrases) == 100
+    assert alone_info["sentences"] == len(sentences)
+    press_star = characters.encode("press star")
+    assert both.log_prob(press_star) > alone.log_prob(press_star) + 5.0
+
+
 def test_an_export_exports_again_with_other_search_settings(tiny_asr_export, local, dev, tmp_path):
     # A shipped model gets this code's signatures and other search settings without its
     # training run: `--run` names the export, whose config and variables are used again.

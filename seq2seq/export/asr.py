@@ -267,28 +267,55 @@ def export_transcriber(
     return publish_version(base_path, write)
 
 
+def language_model_texts(config: Config) -> list[Path]:
+    """The language-model texts of a speech config: `data.dir/lm.txt`, and the
+    `lm.txt` beside each other training TSV (`data.train`) that has one (a corpus
+    of `seq2seq prepare asr --data-dir ...`), each text once (by content)."""
+    from seq2seq.data.speech import LM_TEXT
+
+    data_dir = Path(config.data.dir)
+    candidates = [data_dir / LM_TEXT]
+    candidates += [(data_dir / name).parent / LM_TEXT for name in config.data.train_files]
+    texts, seen = [], set()
+    for index, path in enumerate(candidates):
+        if index and not path.is_file():
+            continue  # a training TSV's own corpus need not have one
+        key = path.read_bytes() if path.is_file() else path
+        if key not in seen:
+            seen.add(key)
+            texts.append(path)
+    return texts
+
+
 def language_model(config: Config) -> tuple[CharNgramLM, dict]:
-    """The character n-gram model of `decoding.lm_order` estimated from the corpus'
-    language-model text (`data.dir/lm.txt`), and what `export.json` records of it.
+    """The character n-gram model of `decoding.lm_order` estimated from the
+    sentences of `language_model_texts`, and what `export.json` records of it.
 
     Raises:
         ValueError: naming the text when it is missing or empty.
     """
     import hashlib
 
-    from seq2seq.data.speech import LM_TEXT
-
-    path = Path(config.data.dir) / LM_TEXT
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ValueError(
-            f"{path}: cannot read the language model's text ({error.strerror}); run "
-            "`seq2seq prepare asr`, or export with --lm-weight 0"
-        ) from None
-    sentences = [characters.encode(line) for line in text.splitlines()]
+    sentences, texts = [], []
+    for path in language_model_texts(config):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise ValueError(
+                f"{path}: cannot read the language model's text ({error.strerror}); run "
+                "`seq2seq prepare asr`, or export with --lm-weight 0"
+            ) from None
+        lines = [characters.encode(line) for line in text.splitlines()]
+        sentences += lines
+        texts.append(
+            {
+                "path": str(path),
+                "sha1": hashlib.sha1(text.encode()).hexdigest(),
+                "sentences": len(lines),
+            }
+        )
     if not any(sentences):
-        raise ValueError(f"{path}: no text for the language model")
+        raise ValueError(f"{texts[0]['path']}: no text for the language model")
     order = config.decoding.lm_order
     lm = CharNgramLM.estimate(
         sentences, order, characters.VOCAB_SIZE, characters.BOS_ID, characters.EOS_ID,
@@ -299,8 +326,7 @@ def language_model(config: Config) -> tuple[CharNgramLM, dict]:
         "weight": config.decoding.lm_weight,
         "min_count": LM_MIN_COUNT,
         "contexts": len(lm.keys),
-        "text": str(path),
-        "text_sha1": hashlib.sha1(text.encode()).hexdigest(),
+        "texts": texts,
         "sentences": len(sentences),
     }
     return lm, info
