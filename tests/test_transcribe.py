@@ -242,7 +242,10 @@ def test_language_model_learns_the_text_of_every_training_corpus(tmp_path):
     data["train"] = ["train.tsv", "../again/train.tsv", "../phrases/t.tsv", "../no-text/t.tsv"]
     config = config_from_dict({"task": "asr", "data": data, "decoding": {"lm_weight": 0.5}})
     both, info = language_model(config)
-    assert [Path(t["path"]).parent.name for t in info["texts"]] == ["main", "phrases"]
+    assert [t["path"] for t in info["texts"]] == [
+        str(tmp_path / "main" / "lm.txt"),
+        str(tmp_path / "phrases" / "lm.txt"),
+    ]
     assert info["sentences"] == len(sentences) + len(phrases) == 100
     assert alone_info["sentences"] == len(sentences)
     press_star = characters.encode("press star")

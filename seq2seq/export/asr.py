@@ -28,6 +28,7 @@ recordings at silences into pieces of `max_piece_seconds` (`assets/export.json`)
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -275,7 +276,10 @@ def language_model_texts(config: Config) -> list[Path]:
 
     data_dir = Path(config.data.dir)
     candidates = [data_dir / LM_TEXT]
-    candidates += [(data_dir / name).parent / LM_TEXT for name in config.data.train_files]
+    # normpath: export.json records `data/phrases/...`, not `data/asr-en/../phrases/...`.
+    candidates += [
+        Path(os.path.normpath(data_dir / name)).parent / LM_TEXT for name in config.data.train_files
+    ]
     texts, seen = [], set()
     for index, path in enumerate(candidates):
         if index and not path.is_file():

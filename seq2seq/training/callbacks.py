@@ -4,11 +4,13 @@ resume an interrupted epoch where it stopped."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 import keras
@@ -123,6 +125,7 @@ class TrainingCurves(keras.callbacks.Callback):
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
 
         if not self.history_csv.exists():
             return
@@ -139,6 +142,7 @@ class TrainingCurves(keras.callbacks.Callback):
         bleu_axis.set(title=self.title, xlabel="epoch", ylabel=ylabel)
         for axis in (loss_axis, bleu_axis):
             axis.grid(alpha=0.3)
+            axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 1.25
         figure.tight_layout()
         temporary = self.image.with_name(f".{self.image.stem}.tmp.png")
         figure.savefig(temporary, dpi=100)
@@ -445,6 +449,17 @@ def fit_resuming(
         if end.stopped_early or epoch + 1 == epochs:
             return
     fit(batches, epochs=epochs, callbacks=callbacks)
+
+
+@contextlib.contextmanager
+def unknown_epoch_length_expected():
+    """Silences Keras's "Your input ran out of data; interrupting training" for a
+    dataset of unknown length (bucketed batches), which Keras 3.15 prints at the end
+    of every run's first epoch: running out is how it learns the epoch's batch count,
+    and nothing was interrupted (fixed upstream in keras-team/keras#23360)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Your input ran out of data", UserWarning)
+        yield
 
 
 def has_backup(run_dir: Path) -> bool:

@@ -38,6 +38,7 @@ from seq2seq.training.callbacks import (
     TrainingCurves,
     fit_resuming,
     run_callbacks,
+    unknown_epoch_length_expected,
     warm_start,
 )
 from seq2seq.training.distributed import distribution_strategy
@@ -106,12 +107,13 @@ def fit_run(
         with strategy.scope():
             model.optimizer.build(model.trainable_variables)
     epochs = epochs or config.training.epochs
-    if distributed.is_distributed(strategy):
-        # Each worker resumes from its own backup; they must take the same steps, so
-        # an interrupted epoch is trained again whole, as Keras does.
-        distributed.fit(model, strategy, batches, epochs=epochs, callbacks=callbacks, verbose=1)
-        return
-    fit_resuming(functools.partial(model.fit, verbose=1), batches, callbacks, epochs)
+    with unknown_epoch_length_expected():
+        if distributed.is_distributed(strategy):
+            # Each worker resumes from its own backup; they must take the same steps, so
+            # an interrupted epoch is trained again whole, as Keras does.
+            distributed.fit(model, strategy, batches, epochs=epochs, callbacks=callbacks, verbose=1)
+            return
+        fit_resuming(functools.partial(model.fit, verbose=1), batches, callbacks, epochs)
 
 
 def train(config: Config, epochs: int | None = None) -> Path:
