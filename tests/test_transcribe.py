@@ -230,16 +230,28 @@ def test_language_model_learns_the_text_of_every_training_corpus(tmp_path):
 
     sentences = ["the knights rode to the castle", "the river runs to the sea"] * 20
     phrases = ["press star", "press nine", "press star to repeat"] * 20
-    for name, lines in (("main", sentences), ("again", sentences), ("phrases", phrases)):
+    corpora = (
+        ("main", sentences),
+        ("again", sentences),
+        ("some", sentences[:3]),
+        ("phrases", phrases),
+    )
+    for name, lines in corpora:
         (tmp_path / name).mkdir()
         (tmp_path / name / "lm.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (tmp_path / "no-text").mkdir()
     data = {"dir": str(tmp_path / "main"), "train": "train.tsv"}
     config = config_from_dict({"task": "asr", "data": data, "decoding": {"lm_weight": 0.5}})
     alone, alone_info = language_model(config)
-    # A corpus of the same sentences (another prosody draw) counts once; one with no
-    # lm.txt of its own adds nothing.
-    data["train"] = ["train.tsv", "../again/train.tsv", "../phrases/t.tsv", "../no-text/t.tsv"]
+    # A corpus of the same sentences (another prosody draw) or of some of them counts
+    # once; one with no lm.txt of its own adds nothing.
+    data["train"] = [
+        "train.tsv",
+        "../again/train.tsv",
+        "../some/t.tsv",
+        "../phrases/t.tsv",
+        "../no-text/t.tsv",
+    ]
     config = config_from_dict({"task": "asr", "data": data, "decoding": {"lm_weight": 0.5}})
     both, info = language_model(config)
     assert [t["path"] for t in info["texts"]] == [

@@ -271,22 +271,25 @@ def export_transcriber(
 def language_model_texts(config: Config) -> list[Path]:
     """The language-model texts of a speech config: `data.dir/lm.txt`, and the
     `lm.txt` beside each other training TSV (`data.train`) that has one (a corpus
-    of `seq2seq prepare asr --data-dir ...`), each text once (by content)."""
+    of `seq2seq prepare asr --data-dir ...`) and holds a sentence the texts before it
+    lack: a corpus made from sentences of the first (another prosody draw, `--text`
+    of some of its lines) would count them twice."""
     from seq2seq.data.speech import LM_TEXT
 
     data_dir = Path(config.data.dir)
-    candidates = [data_dir / LM_TEXT]
     # normpath: export.json records `data/phrases/...`, not `data/asr-en/../phrases/...`.
-    candidates += [
+    others = [
         Path(os.path.normpath(data_dir / name)).parent / LM_TEXT for name in config.data.train_files
     ]
-    texts, seen = [], set()
-    for index, path in enumerate(candidates):
-        if index and not path.is_file():
+    texts, known = [data_dir / LM_TEXT], set()
+    if texts[0].is_file():
+        known.update(texts[0].read_text(encoding="utf-8").splitlines())
+    for path in others:
+        if not path.is_file():
             continue  # a training TSV's own corpus need not have one
-        key = path.read_bytes() if path.is_file() else path
-        if key not in seen:
-            seen.add(key)
+        sentences = set(path.read_text(encoding="utf-8").splitlines())
+        if not sentences <= known:
+            known |= sentences
             texts.append(path)
     return texts
 

@@ -488,7 +488,9 @@ def warm_start(model: keras.Model, init_from: str, run_dir: Path) -> bool:
         if path.is_dir():
             assign_exported_variables(model, path)
         else:
-            model.load_weights(str(path))
+            with warnings.catch_warnings():  # the optimizer starts afresh on purpose
+                warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")
+                model.load_weights(str(path))
     except (ValueError, OSError, RuntimeError, tf.errors.OpError) as error:
         raise ValueError(
             f"{path}: cannot start from these weights; are they of a model with the same "

@@ -107,13 +107,24 @@ def fit_run(
         with strategy.scope():
             model.optimizer.build(model.trainable_variables)
     epochs = epochs or config.training.epochs
+    # shuffle=False: the batches come shuffled (and bucketed) from tf.data; Keras warns
+    # that it cannot shuffle a dataset otherwise.
     with unknown_epoch_length_expected():
         if distributed.is_distributed(strategy):
             # Each worker resumes from its own backup; they must take the same steps, so
             # an interrupted epoch is trained again whole, as Keras does.
-            distributed.fit(model, strategy, batches, epochs=epochs, callbacks=callbacks, verbose=1)
+            distributed.fit(
+                model,
+                strategy,
+                batches,
+                epochs=epochs,
+                callbacks=callbacks,
+                verbose=1,
+                shuffle=False,
+            )
             return
-        fit_resuming(functools.partial(model.fit, verbose=1), batches, callbacks, epochs)
+        fit = functools.partial(model.fit, verbose=1, shuffle=False)
+        fit_resuming(fit, batches, callbacks, epochs)
 
 
 def train(config: Config, epochs: int | None = None) -> Path:
