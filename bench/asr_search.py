@@ -45,7 +45,7 @@ def main() -> None:
     models = {"model": args.model, "peer": args.peer}
     transcribers = {name: SavedModelTranscriber.load(path) for name, path in models.items()}
     sample_rate = transcribers["model"].sample_rate
-    signals, _, _ = load_split(Path(args.data), sample_rate, args.utterances)
+    signals = load_split(Path(args.data), sample_rate, args.utterances).signals
     audio_seconds = sum(len(signal) for signal in signals) / sample_rate
 
     def transcripts(name: str, beam_size: int) -> list[str]:

@@ -12,7 +12,9 @@ corpus, greedy and beam, with decoding speed. The model's kind is read from its
 
 Model loading (with one warm-up call per search) is excluded from the
 speed and reported separately. Both kinds print the same kind of table and write the
-same kind of JSON report (`print_table`, `write_report`).
+same kind of JSON report (`print_table`, `write_report`), and with `--outputs DIR` what
+the model wrote for every sentence or utterance, one TSV per split and search
+(`write_outputs`), for a look at the errors.
 """
 
 from __future__ import annotations
@@ -96,6 +98,14 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
         "--limit", type=int, metavar="N", help="only the first N sentences/utterances of a split"
     )
     sub.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    sub.add_argument(
+        "--outputs",
+        type=Path,
+        metavar="DIR",
+        help="also write each split's and search's outputs to DIR/SPLIT.SEARCH.tsv, a line "
+        "per input in the split's order: source, reference, output (translators); audio "
+        "file, WER %%, reference, output (speech)",
+    )
     sub.set_defaults(handler=run_evaluate)
 
 
@@ -174,6 +184,22 @@ def print_table(rows: list[dict[str, Any]], columns: Sequence[Column]) -> None:
         print(" ".join(f"{row[key]:{spec}}" for _, key, spec in columns))
 
 
+def write_outputs(
+    directory: Path | None, split: str, search: str, header: Sequence[str], rows: Sequence
+) -> None:
+    """Writes `directory/SPLIT.SEARCH.tsv` (`test-real.beam-32.tsv`): `header`, then a
+    line per row, tabs and line breaks inside a field made spaces. Nothing without a
+    directory."""
+    if directory is None:
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+
+    blank = str.maketrans("\t\r\n", "   ")
+    lines = ["\t".join(str(field).translate(blank) for field in row) for row in [header, *rows]]
+    text = "".join(line + "\n" for line in lines)
+    (directory / f"{split}.{search.replace(' ', '-')}.tsv").write_text(text, encoding="utf-8")
+
+
 def write_report(path: Path, report: dict[str, Any]) -> None:
     """Writes a JSON report (UTF-8, indented)."""
     path.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
@@ -209,6 +235,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # --outputs
+        print(f"{PROG}: {error.filename}: cannot write ({error.strerror})", file=sys.stderr)
+        return 2
     print(f"{model_dir} ({name}), loaded in {report['load_seconds']:.1f}s")
     print_table(report["results"], columns)
     if args.json:
@@ -239,8 +268,10 @@ def translation_results(
     direction: str,
     search_sizes: list[tuple[str, int | None]],
     limit: int | None,
+    outputs: Path | None = None,
 ) -> list[dict[str, Any]]:
-    """Results per test split and search: scores, sentence count, speed."""
+    """Results per test split and search: scores, sentence count, speed; each search's
+    translations written to `outputs` (`write_outputs`) when given."""
     from seq2seq.data.pipeline import Direction, corpus_pair, read_tsv
 
     parsed = Direction.parse(direction, corpus_pair(data_dir))
@@ -263,6 +294,9 @@ def translation_results(
                 " sent",
             )
             seconds = time.perf_counter() - start
+            rows = zip(sources, references, hypotheses, strict=True)
+            header = ("source", "reference", "output")
+            write_outputs(outputs, split.removesuffix(".tsv"), search, header, list(rows))
             results.append(
                 {
                     "split": split.removesuffix(".tsv"),
@@ -291,6 +325,8 @@ def evaluate_translator(
     search_sizes = searches(model_dir, args.beam_size)
     warm_up(translator, search_sizes)
     load_seconds = time.perf_counter() - start
-    results = translation_results(translator, data_dir, direction, search_sizes, args.limit)
+    results = translation_results(
+        translator, data_dir, direction, search_sizes, args.limit, args.outputs
+    )
     report = {"direction": direction, "load_seconds": round(load_seconds, 1), "results": results}
     return direction, report, TRANSLATION_COLUMNS, 0

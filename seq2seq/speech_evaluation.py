@@ -18,9 +18,9 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from seq2seq.evaluation import PROG, Column, decode_in_blocks, searches, warm_up
+from seq2seq.evaluation import PROG, Column, decode_in_blocks, searches, warm_up, write_outputs
 
 SPEECH_TEST_SPLITS = ("test-synthetic.tsv", "test-real.tsv")
 SPEECH_COLUMNS: tuple[Column, ...] = (
@@ -34,24 +34,33 @@ SPEECH_COLUMNS: tuple[Column, ...] = (
 )
 
 
-def load_split(path: Path, sample_rate: int, limit: int | None) -> tuple[list, list[str], int]:
+class Split(NamedTuple):
+    """The scorable utterances of a test split, in its order."""
+
+    signals: list
+    references: list[str]  # normalized
+    files: list[str]  # the audio files, as the TSV names them
+    skipped: int  # unreadable files (not utterances whose transcript normalizes to nothing)
+
+
+def load_split(path: Path, sample_rate: int, limit: int | None) -> Split:
     """The audio and normalized transcripts of a speech TSV's first `limit` utterances
     (`seq2seq.data.speech_pipeline.load_utterances`), with a one-line warning on stderr
-    for each file that cannot be read (skipped) or was repaired.
-
-    Returns:
-        `(signals, references, skipped)`: `skipped` counts unreadable files (utterances
-        whose transcript normalizes to nothing are left out too, but not counted).
-    """
+    for each file that cannot be read (skipped) or was repaired."""
     import warnings
 
     from seq2seq.data.characters import normalize_transcript
     from seq2seq.data.speech_pipeline import load_utterances, read_speech_tsv
 
     utterances = read_speech_tsv(path)[:limit]
+    signals, references, files = [], [], []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
-        signals, references = load_utterances(utterances, sample_rate)
+        for utterance in utterances:  # one at a time, to know which were kept
+            signal, reference = load_utterances([utterance], sample_rate)
+            signals += signal
+            references += reference
+            files += [str(utterance.path)] * len(signal)
     for warning in caught:
         if issubclass(warning.category, UserWarning):  # ours: one line each
             print(f"{PROG}: warning: {path.name}: {warning.message}", file=sys.stderr)
@@ -60,7 +69,7 @@ def load_split(path: Path, sample_rate: int, limit: int | None) -> tuple[list, l
                 warning.message, warning.category, warning.filename, warning.lineno
             )
     scorable = sum(1 for utterance in utterances if normalize_transcript(utterance.transcript))
-    return signals, references, scorable - len(signals)
+    return Split(signals, references, files, scorable - len(signals))
 
 
 def transcription_results(
@@ -68,8 +77,10 @@ def transcription_results(
     data_dir: Path,
     search_sizes: list[tuple[str, int | None]],
     limit: int | None,
+    outputs: Path | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
-    """Results per test split and search, and how many files were skipped."""
+    """Results per test split and search, and how many files were skipped; each search's
+    transcripts written to `outputs` (`write_outputs`) when given."""
     from seq2seq.data.characters import error_rates
     from seq2seq.transcription import MAX_BATCH_ROWS
 
@@ -78,7 +89,7 @@ def transcription_results(
         path = data_dir / split
         if not path.exists():
             continue
-        signals, references, skipped = load_split(path, transcriber.sample_rate, limit)
+        signals, references, files, skipped = load_split(path, transcriber.sample_rate, limit)
         skipped_files += skipped
         name = split.removesuffix(".tsv")
         if not signals:
@@ -97,6 +108,11 @@ def transcription_results(
             )
             seconds = time.perf_counter() - start
             wer, cer = error_rates(references, hypotheses)
+            rows = [
+                (file, f"{error_rates([reference], [output])[0]:.1f}", reference, output)
+                for file, reference, output in zip(files, references, hypotheses, strict=True)
+            ]
+            write_outputs(outputs, name, search, ("audio", "wer", "reference", "output"), rows)
             results.append(
                 {
                     "split": name,
@@ -130,7 +146,9 @@ def evaluate_speech(
     transcriber = SavedModelTranscriber.load(model_dir)
     warm_up(transcriber, search_sizes)
     load_seconds = time.perf_counter() - start
-    results, skipped = transcription_results(transcriber, data_dir, search_sizes, args.limit)
+    results, skipped = transcription_results(
+        transcriber, data_dir, search_sizes, args.limit, args.outputs
+    )
     report = {
         "sample_rate": transcriber.sample_rate,
         "load_seconds": round(load_seconds, 1),

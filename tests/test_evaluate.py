@@ -8,9 +8,11 @@ from pathlib import Path
 
 import jiwer
 import pytest
+import sacrebleu
 
 from conftest import run_seq2seq
 from seq2seq.cli import main
+from seq2seq.data.pipeline import read_tsv
 from seq2seq.data.speech_pipeline import load_utterances, read_speech_tsv
 from seq2seq.evaluation import searches
 from seq2seq.transcription import SavedModelTranscriber
@@ -30,6 +32,8 @@ def test_evaluate_scores_every_split_greedy_and_beam(tiny_export, tiny_corpus, t
         "8",
         "--json",
         str(report),
+        "--outputs",
+        str(tmp_path / "outputs"),
     )
     assert result.returncode == 0, result.stderr[-2000:]
     rows = json.loads(report.read_text(encoding="utf-8"))["results"]
@@ -43,6 +47,23 @@ def test_evaluate_scores_every_split_greedy_and_beam(tiny_export, tiny_corpus, t
         assert 0.0 <= row["bleu"] <= 100.0 and 0.0 <= row["chrf"] <= 100.0
         assert row["sentences_per_second"] > 0
     assert "test-bible" in result.stdout and "BLEU" in result.stdout
+
+    # --outputs: each search's translations of each split, in the split's order
+    names = sorted(path.name for path in (tmp_path / "outputs").iterdir())
+    assert names == [
+        f"{split}.{search}.tsv"
+        for split in ("test-bible", "test-wesnoth")
+        for search in ("beam-3", "greedy")
+    ]
+    pairs = read_tsv(tiny_corpus / "test-bible.tsv")[:8]  # en-fr: English, then French
+    lines = (tmp_path / "outputs" / "test-bible.beam-3.tsv").read_text().splitlines()
+    header, *written = [line.split("\t") for line in lines]
+    assert header == ["source", "reference", "output"]
+    assert [tuple(row[:2]) for row in written] == pairs
+    # the translations scored: their BLEU is the report's
+    beam = next(r for r in rows if (r["split"], r["search"]) == ("test-bible", "beam 3"))
+    bleu = sacrebleu.corpus_bleu([row[2] for row in written], [[row[1] for row in written]])
+    assert round(bleu.score, 2) == beam["bleu"]
 
 
 def test_evaluate_names_a_missing_corpus(tiny_export, tmp_path):
@@ -79,8 +100,9 @@ def test_evaluate_speech_wer_cer_rtf_per_split_and_search(
 ):
     report = tmp_path / "report.json"
     argv = ["evaluate", "--model", str(tiny_asr_export), "--data", str(speech_corpus)]
-    assert main([*argv, "--limit", "5", "--json", str(report)]) == 1  # files were skipped
-    captured = capsys.readouterr()
+    outputs = tmp_path / "outputs"
+    assert main([*argv, "--limit", "5", "--json", str(report), "--outputs", str(outputs)]) == 1
+    captured = capsys.readouterr()  # 1: files were skipped
 
     # The bad files: one warning line each, naming them; the others are scored.
     warnings = [line for line in captured.err.splitlines() if "warning" in line]
@@ -118,6 +140,19 @@ def test_evaluate_speech_wer_cer_rtf_per_split_and_search(
     hypotheses = [t.text for t in transcriber.transcribe(signals, beam_size=1)]
     assert synthetic["wer"] == round(100 * jiwer.wer(references, hypotheses), 2)
     assert synthetic["cer"] == round(100 * jiwer.cer(references, hypotheses), 2)
+
+    # --outputs: the audio file, its WER, reference and output, skipped files left out
+    lines = (outputs / "test-synthetic.greedy.tsv").read_text(encoding="utf-8").splitlines()
+    header, *written = [line.split("\t") for line in lines]
+    assert header == ["audio", "wer", "reference", "output"]
+    assert [row[0] for row in written] == [str(u.path) for u in tsv]
+    assert [row[2:] for row in written] == [
+        list(pair) for pair in zip(references, hypotheses, strict=True)
+    ]
+    for _, wer, reference, output in written:
+        assert float(wer) == pytest.approx(100 * jiwer.wer(reference, output), abs=0.05)
+    real = (outputs / "test-real.beam-4.tsv").read_text(encoding="utf-8")
+    assert real.count("\n") == 1 + 3 and "missing.wav" not in real and "broken.wav" not in real
 
     # The table: the title with the loading time, then one line per split and search.
     title, header, *lines = captured.out.splitlines()
