@@ -185,13 +185,10 @@ def print_table(rows: list[dict[str, Any]], columns: Sequence[Column]) -> None:
 
 
 def write_outputs(
-    directory: Path | None, split: str, search: str, header: Sequence[str], rows: Sequence
+    directory: Path, split: str, search: str, header: Sequence[str], rows: Sequence
 ) -> None:
     """Writes `directory/SPLIT.SEARCH.tsv` (`test-real.beam-32.tsv`): `header`, then a
-    line per row, tabs and line breaks inside a field made spaces. Nothing without a
-    directory."""
-    if directory is None:
-        return
+    line per row, tabs and line breaks inside a field made spaces."""
     directory.mkdir(parents=True, exist_ok=True)
 
     blank = str.maketrans("\t\r\n", "   ")
@@ -294,9 +291,10 @@ def translation_results(
                 " sent",
             )
             seconds = time.perf_counter() - start
-            rows = zip(sources, references, hypotheses, strict=True)
-            header = ("source", "reference", "output")
-            write_outputs(outputs, split.removesuffix(".tsv"), search, header, list(rows))
+            if outputs:
+                rows = list(zip(sources, references, hypotheses, strict=True))
+                header = ("source", "reference", "output")
+                write_outputs(outputs, split.removesuffix(".tsv"), search, header, rows)
             results.append(
                 {
                     "split": split.removesuffix(".tsv"),

@@ -108,11 +108,13 @@ def transcription_results(
             )
             seconds = time.perf_counter() - start
             wer, cer = error_rates(references, hypotheses)
-            rows = [
-                (file, f"{error_rates([reference], [output])[0]:.1f}", reference, output)
-                for file, reference, output in zip(files, references, hypotheses, strict=True)
-            ]
-            write_outputs(outputs, name, search, ("audio", "wer", "reference", "output"), rows)
+            if outputs:
+                rows = [
+                    (file, f"{error_rates([reference], [output])[0]:.1f}", reference, output)
+                    for file, reference, output in zip(files, references, hypotheses, strict=True)
+                ]
+                header = ("audio", "wer", "reference", "output")
+                write_outputs(outputs, name, search, header, rows)
             results.append(
                 {
                     "split": name,
