@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -86,6 +87,41 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+# What TensorFlow 2.21 writes to stderr while it loads: absl log lines written before
+# absl's logging is set up, which TF_CPP_MIN_LOG_LEVEL does not reach ("oneDNN custom
+# operations are on", "Could not find cuda drivers", "failed call to cuInit").
+TENSORFLOW_STARTUP_NOISE = re.compile(
+    r"^WARNING: All log messages before absl::InitializeLog\(\)"
+    r"|^[IW]\d{4} \d\d:\d\d:[\d.]+ +\d+ \w+\.cc:\d+\] "
+    r"|^E\d{4} \d\d:\d\d:[\d.]+ +\d+ cuda_\w+\.cc:\d+\] "
+)
+
+
+def import_tensorflow_quietly() -> None:
+    """Imports TensorFlow and finds its devices with the process's stderr (file
+    descriptor 2, where the C++ code writes) captured, then writes back every line that
+    is not start-up noise (`TENSORFLOW_STARTUP_NOISE`)."""
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            lines = capture.read().decode("utf-8", "replace").splitlines()
+            kept = [line for line in lines if not TENSORFLOW_STARTUP_NOISE.search(line)]
+            if kept:
+                print("\n".join(kept), file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # TensorFlow's C++ start-up chatter is not for command-line users.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -94,6 +130,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    # Commands that load TensorFlow; a client of a REST server (--server) need not.
+    if args.command in ("train", "export", "serve") or getattr(args, "model", None):
+        import_tensorflow_quietly()
     return args.handler(args)
 
 

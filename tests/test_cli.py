@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from seq2seq.cli import main
+from seq2seq.cli import TENSORFLOW_STARTUP_NOISE, main
 
 SUBCOMMANDS = ("translate", "transcribe", "prepare", "train", "evaluate", "export", "serve")
 
@@ -30,3 +30,19 @@ def test_unknown_subcommand_is_a_usage_error():
     result = run_cli("frobnicate")
     assert result.returncode == 2
     assert "invalid choice" in result.stderr
+
+
+def test_tensorflow_start_up_noise_is_told_from_what_users_must_see():
+    noise = [
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+        "I0000 00:00:1796397583.199911   32373 port.cc:153] oneDNN custom operations are on.",
+        "I0000 00:00:1796397583.200293   32373 cudart_stub.cc:31] Could not find cuda drivers",
+        "E0000 00:00:1796397586.242231   32373 cuda_platform.cc:52] failed call to cuInit",
+    ]
+    kept = [
+        "E0000 00:00:1796397586.242231   32373 op_kernel.cc:1830] OP_REQUIRES failed at save.cc",
+        "seq2seq transcribe: a.wav: no such file",
+        "/venv/lib/python3.11/site-packages/keras/src/foo.py:12: UserWarning: something",
+    ]
+    assert all(TENSORFLOW_STARTUP_NOISE.search(line) for line in noise)
+    assert not any(TENSORFLOW_STARTUP_NOISE.search(line) for line in kept)

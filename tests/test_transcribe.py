@@ -375,6 +375,8 @@ def test_transcribe_cli_one_line_per_file(tiny_asr_export, local, dev, tmp_path)
     assert result.stdout.splitlines() == expected
     errors = [line for line in result.stderr.splitlines() if line.startswith("seq2seq")]
     assert len(errors) == 2 and "Traceback" not in result.stderr
+    # and none of TensorFlow's start-up lines (seq2seq.cli.import_tensorflow_quietly)
+    assert "absl::InitializeLog" not in result.stderr and "cuda drivers" not in result.stderr
     assert errors[0].startswith(f"seq2seq transcribe: {names[1]}:")
     assert errors[1] == f"seq2seq transcribe: {names[3]}: no such file"
 
