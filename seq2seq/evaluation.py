@@ -70,7 +70,8 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
             "test-synthetic (held-out voices) and test-real (Asterisk recordings) of a "
             "speech corpus, jiwer WER and CER in percent on normalized transcripts, the "
             "split's audio seconds, and the real-time factor RTF (decoding seconds over "
-            "audio seconds). Model loading is timed apart from decoding. An audio file "
+            "audio seconds). --splits scores other splits (dev). Model loading is timed "
+            "apart from decoding. An audio file "
             "that cannot be read gets a warning naming it and is skipped; the rest is "
             "scored (exit status 1)."
         ),
@@ -96,6 +97,13 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     sub.add_argument(
         "--limit", type=int, metavar="N", help="only the first N sentences/utterances of a split"
+    )
+    sub.add_argument(
+        "--splits",
+        type=lambda text: [name for name in text.split(",") if name],
+        metavar="LIST",
+        help="comma-separated splits of the corpus to score instead of its test splits, "
+        "each a NAME.tsv there: e.g. dev",
     )
     sub.add_argument("--json", type=Path, help="also write the results to this JSON file")
     sub.add_argument(
@@ -184,6 +192,22 @@ def print_table(rows: list[dict[str, Any]], columns: Sequence[Column]) -> None:
         print(" ".join(f"{row[key]:{spec}}" for _, key, spec in columns))
 
 
+def split_files(data_dir: Path, names: Sequence[str] | None, tests: Sequence[str]) -> list[Path]:
+    """The TSV files to score: `data_dir/NAME.tsv` for each of `names`, or the test
+    splits `tests` (file names) that `data_dir` holds.
+
+    Raises:
+        ValueError: naming a split of `names` that `data_dir` lacks.
+    """
+    if not names:
+        return [data_dir / name for name in tests if (data_dir / name).is_file()]
+    files = [data_dir / f"{name.removesuffix('.tsv')}.tsv" for name in names]
+    for path in files:
+        if not path.is_file():
+            raise ValueError(f"{path}: no such split (--splits)")
+    return files
+
+
 def write_outputs(
     directory: Path, split: str, search: str, header: Sequence[str], rows: Sequence
 ) -> None:
@@ -222,6 +246,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             raise ValueError(f"{data_dir}: no such corpus directory")
         if kind == "speech" and args.direction:
             raise ValueError(f"{model_dir}: --direction is for translators, not speech models")
+        split_files(data_dir, args.splits, ())  # a missing one named before the model loads
         if kind == "speech":
             from seq2seq.speech_evaluation import evaluate_speech as evaluate
         else:
@@ -266,17 +291,17 @@ def translation_results(
     search_sizes: list[tuple[str, int | None]],
     limit: int | None,
     outputs: Path | None = None,
+    splits: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Results per test split and search: scores, sentence count, speed; each search's
-    translations written to `outputs` (`write_outputs`) when given."""
+    """Results per split (`splits`, by default the test splits) and search: scores,
+    sentence count, speed; each search's translations written to `outputs`
+    (`write_outputs`) when given."""
     from seq2seq.data.pipeline import Direction, corpus_pair, read_tsv
 
     parsed = Direction.parse(direction, corpus_pair(data_dir))
     results = []
-    for split in TEST_SPLITS:
-        path = data_dir / split
-        if not path.exists():
-            continue
+    for path in split_files(data_dir, splits, TEST_SPLITS):
+        split = path.name
         pairs = read_tsv(path)[:limit]
         sources = [p[parsed.source_column] for p in pairs]
         references = [p[parsed.target_column] for p in pairs]
@@ -324,7 +349,7 @@ def evaluate_translator(
     warm_up(translator, search_sizes)
     load_seconds = time.perf_counter() - start
     results = translation_results(
-        translator, data_dir, direction, search_sizes, args.limit, args.outputs
+        translator, data_dir, direction, search_sizes, args.limit, args.outputs, args.splits
     )
     report = {"direction": direction, "load_seconds": round(load_seconds, 1), "results": results}
     return direction, report, TRANSLATION_COLUMNS, 0

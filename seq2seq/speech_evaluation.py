@@ -20,7 +20,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from seq2seq.evaluation import PROG, Column, decode_in_blocks, searches, warm_up, write_outputs
+from seq2seq.evaluation import (
+    PROG,
+    Column,
+    decode_in_blocks,
+    searches,
+    split_files,
+    warm_up,
+    write_outputs,
+)
 
 SPEECH_TEST_SPLITS = ("test-synthetic.tsv", "test-real.tsv")
 SPEECH_COLUMNS: tuple[Column, ...] = (
@@ -78,20 +86,19 @@ def transcription_results(
     search_sizes: list[tuple[str, int | None]],
     limit: int | None,
     outputs: Path | None = None,
+    splits: Sequence[str] | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
-    """Results per test split and search, and how many files were skipped; each search's
-    transcripts written to `outputs` (`write_outputs`) when given."""
+    """Results per split (`splits`, by default the test splits) and search, and how many
+    files were skipped; each search's transcripts written to `outputs` (`write_outputs`)
+    when given."""
     from seq2seq.data.characters import error_rates
     from seq2seq.transcription import MAX_BATCH_ROWS
 
     results, skipped_files = [], 0
-    for split in SPEECH_TEST_SPLITS:
-        path = data_dir / split
-        if not path.exists():
-            continue
+    for path in split_files(data_dir, splits, SPEECH_TEST_SPLITS):
         signals, references, files, skipped = load_split(path, transcriber.sample_rate, limit)
         skipped_files += skipped
-        name = split.removesuffix(".tsv")
+        name = path.name.removesuffix(".tsv")
         if not signals:
             print(f"{PROG}: warning: {path}: no utterance to score", file=sys.stderr)
             continue
@@ -149,7 +156,7 @@ def evaluate_speech(
     warm_up(transcriber, search_sizes)
     load_seconds = time.perf_counter() - start
     results, skipped = transcription_results(
-        transcriber, data_dir, search_sizes, args.limit, args.outputs
+        transcriber, data_dir, search_sizes, args.limit, args.outputs, args.splits
     )
     report = {
         "sample_rate": transcriber.sample_rate,

@@ -189,10 +189,23 @@ def test_evaluate_speech_option_errors_are_one_line(tiny_asr_export, tiny_asr_co
     for extra, message in (
         (["--beam-size", "3"], "no signature for beam size 3"),
         (["--direction", "en-fr"], "--direction is for translators"),
+        (["--splits", "dev,nope"], "nope.tsv: no such split"),
     ):
         assert main([*argv, *extra]) == 2, extra
         error = capsys.readouterr().err
         assert message in error and error.strip().count("\n") == 0, error
+
+
+def test_evaluate_scores_the_splits_asked_for(tiny_asr_export, tiny_asr_corpus, tmp_path):
+    report = tmp_path / "report.json"
+    argv = ["evaluate", "--model", str(tiny_asr_export), "--data", str(tiny_asr_corpus)]
+    assert main([*argv, "--splits", "dev", "--beam-size", "1", "--json", str(report)]) == 0
+    rows = json.loads(report.read_text(encoding="utf-8"))["results"]
+    dev = read_speech_tsv(tiny_asr_corpus / "dev.tsv")
+    assert [(r["split"], r["search"], r["utterances"]) for r in rows] == [
+        ("dev", "ctc greedy", len(dev)),
+        ("dev", "greedy", len(dev)),
+    ]
 
 
 def test_evaluate_help_describes_both_model_kinds(capsys, monkeypatch):
