@@ -214,7 +214,6 @@ def write_outputs(
     """Writes `directory/SPLIT.SEARCH.tsv` (`test-real.beam-32.tsv`): `header`, then a
     line per row, tabs and line breaks inside a field made spaces."""
     directory.mkdir(parents=True, exist_ok=True)
-
     blank = str.maketrans("\t\r\n", "   ")
     lines = ["\t".join(str(field).translate(blank) for field in row) for row in [header, *rows]]
     text = "".join(line + "\n" for line in lines)
@@ -301,7 +300,7 @@ def translation_results(
     parsed = Direction.parse(direction, corpus_pair(data_dir))
     results = []
     for path in split_files(data_dir, splits, TEST_SPLITS):
-        split = path.name
+        split = path.name.removesuffix(".tsv")
         pairs = read_tsv(path)[:limit]
         sources = [p[parsed.source_column] for p in pairs]
         references = [p[parsed.target_column] for p in pairs]
@@ -312,17 +311,17 @@ def translation_results(
                 sources,
                 [len(source) for source in sources],
                 8 * translator.batch_size,
-                f"{split.removesuffix('.tsv')} {search}",
+                f"{split} {search}",
                 " sent",
             )
             seconds = time.perf_counter() - start
             if outputs:
                 rows = list(zip(sources, references, hypotheses, strict=True))
                 header = ("source", "reference", "output")
-                write_outputs(outputs, split.removesuffix(".tsv"), search, header, rows)
+                write_outputs(outputs, split, search, header, rows)
             results.append(
                 {
-                    "split": split.removesuffix(".tsv"),
+                    "split": split,
                     "search": search,
                     "sentences": len(sources),
                     **score(hypotheses, references),

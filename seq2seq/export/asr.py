@@ -268,30 +268,43 @@ def export_transcriber(
     return publish_version(base_path, write)
 
 
-def language_model_texts(config: Config) -> list[Path]:
-    """The language-model texts of a speech config: `data.dir/lm.txt`, and the
+def language_model_texts(config: Config) -> dict[Path, str]:
+    """The language-model texts of a speech config, by path: `data.dir/lm.txt`, and the
     `lm.txt` beside each other training TSV (`data.train`) that has one (a corpus
     of `seq2seq prepare asr --data-dir ...`) and holds a sentence the texts before it
     lack: a corpus made from sentences of the first (another prosody draw, `--text`
-    of some of its lines) would count them twice."""
+    of some of its lines) would count them twice.
+
+    Raises:
+        ValueError: naming a text that cannot be read.
+    """
     from seq2seq.data.speech import LM_TEXT
 
     data_dir = Path(config.data.dir)
-    # normpath: export.json records `data/phrases/...`, not `data/asr-en/../phrases/...`.
-    others = [
-        Path(os.path.normpath(data_dir / name)).parent / LM_TEXT for name in config.data.train_files
-    ]
-    texts, known = [data_dir / LM_TEXT], set()
-    if texts[0].is_file():
-        known.update(texts[0].read_text(encoding="utf-8").splitlines())
-    for path in others:
-        if not path.is_file():
+    first = data_dir / LM_TEXT
+    texts = {first: _read_language_model_text(first)}
+    known = set(texts[first].splitlines())
+    for name in config.data.train_files:
+        # normpath: export.json records `data/phrases/...`, not `data/asr-en/../phrases/...`
+        path = Path(os.path.normpath(data_dir / name)).parent / LM_TEXT
+        if path in texts or not path.is_file():
             continue  # a training TSV's own corpus need not have one
-        sentences = set(path.read_text(encoding="utf-8").splitlines())
+        text = _read_language_model_text(path)
+        sentences = set(text.splitlines())
         if not sentences <= known:
             known |= sentences
-            texts.append(path)
+            texts[path] = text
     return texts
+
+
+def _read_language_model_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ValueError(
+            f"{path}: cannot read the language model's text ({error.strerror}); run "
+            "`seq2seq prepare asr`, or export with --lm-weight 0"
+        ) from None
 
 
 def language_model(config: Config) -> tuple[CharNgramLM, dict]:
@@ -304,14 +317,7 @@ def language_model(config: Config) -> tuple[CharNgramLM, dict]:
     import hashlib
 
     sentences, texts = [], []
-    for path in language_model_texts(config):
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as error:
-            raise ValueError(
-                f"{path}: cannot read the language model's text ({error.strerror}); run "
-                "`seq2seq prepare asr`, or export with --lm-weight 0"
-            ) from None
+    for path, text in language_model_texts(config).items():
         lines = [characters.encode(line) for line in text.splitlines()]
         sentences += lines
         texts.append(
