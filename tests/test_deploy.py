@@ -157,6 +157,19 @@ def test_every_shipped_model_is_configured():
     )
 
 
+def test_shipped_models_readme_names_the_shipped_versions():
+    """saved_models/README.md's table names each model at the version that ships."""
+    table = (SAVED_MODELS / "README.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"^\| `([\w-]+)/(\d+)` \|", table, flags=re.MULTILINE))
+    shipped = {
+        (base.name, str(version))
+        for base in SAVED_MODELS.iterdir()
+        if base.is_dir()
+        for version in shipped_versions(base)
+    }
+    assert listed == shipped
+
+
 def test_labels_at_start_up_need_the_unavailable_models_flag():
     """TF Serving assigns labels before loading; without the flag it refuses to start."""
     assert any(model.version_labels for model in configured_models())
