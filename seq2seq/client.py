@@ -203,11 +203,17 @@ class RestClient(_Client):
 
 
 def answer_rows(
-    outputs: dict[str, np.ndarray], rows: int, url: str, text: str = "text", score: str = ""
-) -> tuple[list[bytes], np.ndarray | None]:
-    """The `text` output of a predict answer as bytes, one per row, and the `score` output
-    as float64 (when asked), each checked to hold `rows` rows: a server that answers
-    something else is a `ServingClientError`, not a crash of the caller.
+    outputs: dict[str, np.ndarray],
+    rows: int,
+    url: str,
+    text: str = "text",
+    score: str = "",
+    ndim: int = 1,
+) -> tuple[list[Any], np.ndarray | None]:
+    """The `text` output of a predict answer, one row per input (bytes, or with `ndim` 2
+    a list of bytes per input), and the `score` output as float64 of the same shape (when
+    asked), each checked to hold `rows` rows: a server that answers something else is a
+    `ServingClientError`, not a crash of the caller.
 
     >>> answer_rows({"text": np.array([b"a", b"b"], object)}, 2, "u")
     ([b'a', b'b'], None)
@@ -217,25 +223,26 @@ def answer_rows(
     seq2seq.client.ServingClientError: u: malformed answer (1 text rows for 2 inputs)
     """
     texts = outputs.get(text)
-    if texts is None or np.ndim(texts) != 1 or len(texts) != rows:
+    if texts is None or np.ndim(texts) != ndim or len(texts) != rows:
         if texts is None:
             problem = f"no {text}"
-        elif np.ndim(texts) != 1:
+        elif np.ndim(texts) != ndim:
             problem = f"{text} of shape {np.shape(texts)}"
         else:
             problem = f"{len(texts)} {text} rows for {rows} inputs"
         raise ServingClientError(f"{url}: malformed answer ({problem})")
-    if not all(isinstance(item, bytes) for item in texts):
+    texts = np.asarray(texts, dtype=object)
+    if not all(isinstance(item, bytes) for item in texts.reshape(-1)):
         raise ServingClientError(f"{url}: malformed answer ({text} is not strings)")
     if not score:
-        return list(texts), None
+        return texts.tolist(), None
     try:
         scores = np.asarray(outputs[score], np.float64)
     except (KeyError, ValueError, TypeError):
         raise ServingClientError(f"{url}: malformed answer (no numeric {score})") from None
-    if scores.shape != (rows,):
+    if scores.shape != texts.shape:
         raise ServingClientError(f"{url}: malformed answer ({score}: shape {scores.shape})")
-    return list(texts), scores
+    return texts.tolist(), scores
 
 
 def _json_value(value: Any) -> Any:

@@ -5,6 +5,8 @@
     translator = ServerTranslator.connect("grpc://localhost:8500/translate-en-fr")
     translator.translate(["The cat sees a dog.", ""], beam_size=1)
 
+    translator.n_best(["The cat sees a dog."], 3)  # [[(text, score), ...]], best first
+
 A path is a SavedModel directory or a TF Serving model base directory, whose highest
 numeric version is used. Lines are translated in batches sorted by length; a blank line
 gives an empty translation; a line longer than the model takes is split into sentences
@@ -23,6 +25,9 @@ import numpy as np
 import sentencepiece
 
 from seq2seq.export import EXPORT_INFO, SearchSignatures, resolve_model_dir
+
+Hypothesis = tuple[str, float]
+"""A translation and its score (see `seq2seq.export.saved_model`)."""
 
 MAX_LINE_CHARS = 400
 """Lines longer than this are split into sentences even when the model would take them."""
@@ -77,8 +82,9 @@ class Translator(SearchSignatures, abc.ABC):
         self.tokenizer = tokenizer
 
     @abc.abstractmethod
-    def _run(self, signature_name: str, texts: list[str]) -> list[bytes]:
-        """Translates one batch of texts with a signature."""
+    def _run(self, signature_name: str, texts: list[str]) -> tuple[list[Any], np.ndarray]:
+        """Translates one batch of texts with a signature: its `text` and `score` outputs,
+        a row per text (bytes and a float, or for `n_best` a list and an array of them)."""
 
     def warm_up(self, beam_size: int | None = None) -> None:
         """Runs the signature of `beam_size` once on a short sentence, so that the first
@@ -131,23 +137,83 @@ class Translator(SearchSignatures, abc.ABC):
         Raises:
             ValueError: when the model has no signature for `beam_size`.
         """
-        signature_name = self.signature_name(beam_size)
+        results = self._search(self.signature_name(beam_size), texts)
+        return [hypotheses[0][0] for hypotheses in results]
+
+    def n_best(self, texts: list[str], n: int) -> list[list[Hypothesis]]:
+        """The `n` best translations of each text by the export's default beam search
+        (the `n_best` signature), best first, with their scores.
+
+        A text translated in several sentences (see `pieces`) gets the sentences' first
+        hypotheses joined, then their second ones, and so on, each scored by the sum of
+        its sentences' scores. A blank text gets one hypothesis, ("", 0.0).
+
+        Args:
+            texts: the texts.
+            n: hypotheses per text at most (the search's beam size bounds it).
+
+        Returns:
+            Per text, between 1 and `n` `(translation, score)` pairs.
+
+        Raises:
+            ValueError: when the model has no `n_best` signature.
+        """
+        if "n_best" not in self.signature_names:
+            raise ValueError(
+                f"{self.source}: the model has no n_best signature (exported without beam "
+                "search, or before it existed: export it again)"
+            )
+        return [hypotheses[:n] for hypotheses in self._search("n_best", texts)]
+
+    def _search(self, signature_name: str, texts: list[str]) -> list[list[Hypothesis]]:
+        """The hypotheses of each text that a signature gives, best first."""
         pieces = [self.pieces(text) for text in texts]
         flat = [piece for parts in pieces for piece in parts]
         # Sentences of similar length share a batch, so that little of it is padding.
         order = sorted(range(len(flat)), key=lambda index: len(flat[index]))
-        outputs = [""] * len(flat)
+        found: list[list[Hypothesis]] = [[] for _ in flat]
         for start in range(0, len(order), self.batch_size):
             rows = order[start : start + self.batch_size]
-            batch = [flat[row] for row in rows]
-            for row, output in zip(rows, self._run(signature_name, batch), strict=True):
-                outputs[row] = output.decode("utf-8", errors="replace")
-        translations, start = [], 0
+            outputs, scores = self._run(signature_name, [flat[row] for row in rows])
+            for row, output, score in zip(rows, outputs, scores, strict=True):
+                found[row] = _hypotheses(output, score)
+        results, start = [], 0
         for parts in pieces:
-            joined = " ".join(outputs[start : start + len(parts)])
-            translations.append(" ".join(joined.splitlines()))  # one output line per input
+            sentences = found[start : start + len(parts)]
             start += len(parts)
-        return translations
+            if not sentences:
+                results.append([("", 0.0)])
+                continue
+            results.append(
+                [
+                    # One output line per input, whatever the model writes.
+                    (
+                        " ".join(" ".join(text for text, _ in ranked).splitlines()),
+                        sum(score for _, score in ranked),
+                    )
+                    # The k-th hypothesis of every sentence, while each sentence has one.
+                    for ranked in zip(*sentences, strict=False)
+                ]
+            )
+        return results
+
+
+def _hypotheses(texts: Any, scores: Any) -> list[Hypothesis]:
+    """One row of a signature's outputs as `(text, score)` pairs: the first, and the others
+    with a finite score (a beam may finish fewer hypotheses than it holds).
+
+    >>> _hypotheses(b"un chat", np.float32(-1.5))
+    [('un chat', -1.5)]
+    >>> _hypotheses([b"un chat", b""], np.array([-1.5, -np.inf]))
+    [('un chat', -1.5)]
+    """
+    if isinstance(texts, bytes):
+        texts, scores = [texts], [scores]
+    return [
+        (text.decode("utf-8", errors="replace"), float(score))
+        for rank, (text, score) in enumerate(zip(texts, scores, strict=True))
+        if rank == 0 or np.isfinite(score)
+    ]
 
 
 class SavedModelTranslator(Translator):
@@ -204,9 +270,9 @@ class SavedModelTranslator(Translator):
             ) from error
         return cls(model_dir, loaded, batch_size)
 
-    def _run(self, signature_name: str, texts: list[str]) -> list[bytes]:
+    def _run(self, signature_name: str, texts: list[str]) -> tuple[list[Any], np.ndarray]:
         outputs = self.signatures[signature_name](text=np.array(texts, dtype=object))
-        return list(outputs["text"].numpy())
+        return outputs["text"].numpy().tolist(), outputs["score"].numpy()
 
     def align(self, text: str) -> tuple[list[str], list[str], np.ndarray]:
         """Greedy translation of one text with its attention (the `align` signature).
@@ -253,8 +319,9 @@ class ServerTranslator(Translator):
         except ServingClientError as error:
             raise ValueError(str(error)) from None
 
-    def _run(self, signature_name: str, texts: list[str]) -> list[bytes]:
+    def _run(self, signature_name: str, texts: list[str]) -> tuple[list[Any], np.ndarray]:
         from seq2seq.client import answer_rows
 
         outputs = self.client.predict({"text": texts}, signature_name)
-        return answer_rows(outputs, len(texts), self.client.url)[0]
+        ndim = 2 if signature_name == "n_best" else 1
+        return answer_rows(outputs, len(texts), self.client.url, score="score", ndim=ndim)

@@ -2,12 +2,15 @@
 
 Inputs are the TEXT arguments, or else the lines of stdin. Stdin is read as bytes and
 decoded as UTF-8 with undecodable bytes replaced, and translated block by block, so that
-a long file streams. The work is in `seq2seq.inference`.
+a long file streams. `--n-best N` prints, still one line per input, a JSON object with
+the source and its N best translations and their scores. The work is in
+`seq2seq.inference`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -45,6 +48,14 @@ def add_translate_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="FILE.png",
         help="with one TEXT: also draw its attention (greedy search) as a heat map",
     )
+    parser.add_argument(
+        "--n-best",
+        type=int,
+        metavar="N",
+        help="print each input's N best translations by the model's default beam search, "
+        'as one JSON line: {"source": ..., "translations": [{"text": ..., "score": ...}, '
+        "...]}, best first (at most the beam size)",
+    )
     parser.add_argument("text", nargs="*", metavar="TEXT", help="text to translate")
     parser.set_defaults(handler=run_translate)
 
@@ -65,6 +76,13 @@ def run_translate(args: argparse.Namespace) -> int:
     if args.plot_attention and (len(args.text) != 1 or not args.text[0].strip()):
         print(f"{PROG}: --plot-attention needs exactly one non-empty TEXT", file=sys.stderr)
         return 2
+    if args.n_best is not None and (args.n_best < 1 or args.beam_size is not None):
+        print(
+            f"{PROG}: --n-best needs N >= 1, and no --beam-size: it lists the hypotheses of "
+            "the model's default beam search",
+            file=sys.stderr,
+        )
+        return 2
     try:
         if args.server:
             from seq2seq.inference import ServerTranslator
@@ -75,7 +93,11 @@ def run_translate(args: argparse.Namespace) -> int:
             from seq2seq.inference import SavedModelTranslator
 
             translator = SavedModelTranslator.load(model_dir)
-        translator.signature_name(args.beam_size)  # fail before reading any input
+        # Fail before reading any input.
+        if args.n_best is not None:
+            translator.n_best([], args.n_best)
+        else:
+            translator.signature_name(args.beam_size)
     except ValueError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
@@ -100,7 +122,15 @@ def run_translate(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
         try:
-            translations = translator.translate(lines, args.beam_size)
+            if args.n_best is not None:
+                translations = [
+                    n_best_line(line, hypotheses)
+                    for line, hypotheses in zip(
+                        lines, translator.n_best(lines, args.n_best), strict=True
+                    )
+                ]
+            else:
+                translations = translator.translate(lines, args.beam_size)
         except ServingClientError as error:
             # The server failed these lines; they get empty lines, and the next block
             # is tried, so the output stays one line per input.
@@ -117,6 +147,16 @@ def run_translate(args: argparse.Namespace) -> int:
             print(f"{PROG}: {args.plot_attention}: cannot write ({error})", file=sys.stderr)
             status = 1
     return status
+
+
+def n_best_line(source: str, hypotheses: list[tuple[str, float]]) -> str:
+    """The `--n-best` output line of one input.
+
+    >>> n_best_line("Hi.", [("Salut.", -0.5)])
+    '{"source": "Hi.", "translations": [{"text": "Salut.", "score": -0.5}]}'
+    """
+    translations = [{"text": text, "score": round(score, 4)} for text, score in hypotheses]
+    return json.dumps({"source": source, "translations": translations}, ensure_ascii=False)
 
 
 def read_blocks(stream: BinaryIO, size: int) -> Iterator[list[str]]:

@@ -28,7 +28,7 @@ SENTENCES = [
     "the black dog sees two cats .",
     "",
 ]
-SIGNATURES = ("serving_default", "greedy", "beam_3", "align")
+SIGNATURES = ("serving_default", "greedy", "beam_3", "n_best", "align")
 
 # Run in a fresh process: only TensorFlow and tensorflow-text, as on a TF Serving host.
 FRESH_PROCESS = textwrap.dedent(
@@ -46,6 +46,11 @@ FRESH_PROCESS = textwrap.dedent(
             "text": [t.decode() for t in outputs["text"].numpy()],
             "score": outputs["score"].numpy().tolist(),
         }
+    n_best = model.signatures["n_best"](text=tf.constant(sentences))
+    results["n_best"] = {
+        "text": [[t.decode() for t in row] for row in n_best["text"].numpy()],
+        "score": n_best["score"].numpy().tolist(),
+    }
     long_text = " ".join(["the red cat sees three dogs"] * 40)
     align = model.signatures["align"](text=tf.constant(sentences[:1] + [long_text]))
     results["align"] = {name: list(align[name].shape) for name in align}
@@ -90,36 +95,57 @@ def test_layout_assets_and_signatures(tiny_export, export_dir):
     assert saved_model.beam_sizes(6) == [1, 2, 3, 4, 5, 6, 8]  # a default gets its beam_N
 
 
+def keras_search(run_dir: Path, beam_size: int, n_best: int = 1) -> tuple[list, np.ndarray]:
+    """The run's model, built as training builds it (not as the export does: weights that
+    the export failed to load would show as different translations), searching SENTENCES:
+    `(texts [sentence][hypothesis], scores [sentence, hypothesis])`."""
+    config = load_run(run_dir)
+    tokenizer = SubwordTokenizer(run_dir / "spm.model")
+    model = build_model(config, tokenizer.vocab_size)
+    model.load_weights(run_dir / "best.weights.h5")
+    source = pad_batch(source_ids(tokenizer, SENTENCES, "fr"))
+    decoding = config.decoding
+    result = model.search(
+        source,
+        beam_size=beam_size,
+        length_penalty=decoding.length_penalty,
+        max_length_ratio=decoding.max_length_ratio,
+        max_length_offset=decoding.max_length_offset,
+        n_best=n_best,
+    )
+    texts = [
+        tokenizer.decode([[int(t) for t in ids[:n]] for ids, n in zip(rows, lengths, strict=True)])
+        for rows, lengths in zip(result.ids.numpy(), result.lengths.numpy(), strict=True)
+    ]
+    return texts, result.scores.numpy()
+
+
 @pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
 def test_fresh_process_matches_keras_search(tiny_run, fresh_outputs):
-    config = load_run(tiny_run)
-    tokenizer = SubwordTokenizer(tiny_run / "spm.model")
-    # Built as training builds it, not as the export does: weights that the export failed
-    # to load would show as different translations.
-    model = build_model(config, tokenizer.vocab_size)
-    model.load_weights(tiny_run / "best.weights.h5")
-    ids = source_ids(tokenizer, SENTENCES, "fr")
-    source = pad_batch(ids)
-    decoding = config.decoding
     for name, beam_size in (("greedy", 1), ("beam_3", 3), ("serving_default", 3)):
-        result = model.search(
-            source,
-            beam_size=beam_size,
-            length_penalty=decoding.length_penalty,
-            max_length_ratio=decoding.max_length_ratio,
-            max_length_offset=decoding.max_length_offset,
-        )
-        lengths = result.lengths.numpy()[:, 0]
-        hypotheses = [
-            list(row[:n]) for row, n in zip(result.ids.numpy()[:, 0], lengths, strict=True)
-        ]
-        expected = tokenizer.decode([[int(t) for t in h] for h in hypotheses])
+        texts, scores = keras_search(tiny_run, beam_size)
+        expected = [hypotheses[0] for hypotheses in texts]
         expected[-1] = ""  # a blank input has no translation
         assert fresh_outputs[name]["text"] == expected, name
-        np.testing.assert_allclose(
-            fresh_outputs[name]["score"][:-1], result.scores.numpy()[:-1, 0], rtol=1e-4
-        )
+        np.testing.assert_allclose(fresh_outputs[name]["score"][:-1], scores[:-1, 0], rtol=1e-4)
         assert fresh_outputs[name]["score"][-1] == 0.0
+
+
+@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
+def test_n_best_lists_every_hypothesis_of_the_default_search(tiny_run, fresh_outputs):
+    texts, scores = keras_search(tiny_run, beam_size=3, n_best=3)
+    n_best = fresh_outputs["n_best"]
+    assert np.shape(n_best["score"]) == (len(SENTENCES), 3)
+    for row in range(len(SENTENCES) - 1):
+        finite = np.isfinite(scores[row])
+        assert finite[0]
+        assert n_best["text"][row] == [
+            text if ok else "" for text, ok in zip(texts[row], finite, strict=True)
+        ]
+        np.testing.assert_allclose(n_best["score"][row], scores[row], rtol=1e-4)
+        assert sorted(n_best["score"][row], reverse=True) == n_best["score"][row]  # best first
+    assert [row[0] for row in n_best["text"]] == fresh_outputs["serving_default"]["text"]
+    assert n_best["text"][-1] == ["", "", ""] and n_best["score"][-1] == [0.0, 0.0, 0.0]
 
 
 def test_align_empty_batch_and_source_limit(fresh_outputs):

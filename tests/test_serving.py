@@ -233,6 +233,15 @@ def test_clients_translate_like_the_local_model(server, local, kind):
     remote = ServerTranslator(client, batch_size=2)
     many = SENTENCES * 3 + ["", "  "]
     assert remote.translate(many, beam_size=3) == local.translate(many, beam_size=3)
+    remote_n_best, local_n_best = remote.n_best(many, 3), local.n_best(many, 3)
+    assert [[text for text, _ in row] for row in remote_n_best] == [
+        [text for text, _ in row] for row in local_n_best
+    ]
+    np.testing.assert_allclose(
+        [score for row in remote_n_best for _, score in row],
+        [score for row in local_n_best for _, score in row],
+        rtol=1e-6,
+    )
     with pytest.raises(ValueError, match="beam size 6"):
         remote.signature_name(6)
     with pytest.raises(ServingClientError, match="nope") as raised:

@@ -3,12 +3,15 @@ beam sizes by signature; model paths and their errors; attention plots."""
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 
 from conftest import run_seq2seq
 from seq2seq.cli import main
 from seq2seq.export import resolve_model_dir
-from seq2seq.inference import SavedModelTranslator
+from seq2seq.inference import SavedModelTranslator, Translator
 
 SENTENCES = ["the red cat sees three dogs .", "the white horse sees five birds ."]
 
@@ -53,6 +56,53 @@ def test_text_arguments_and_an_empty_one(tiny_export, capsys):
     outputs = captured.out.split("\n")
     assert len(outputs) == 4 and outputs[0] == "" and outputs[1] and outputs[2]
     assert captured.err == "seq2seq translate: TEXT 1 is empty\n"
+
+
+def test_n_best_prints_one_json_line_per_input(tiny_export, capsys):
+    two_sentences = f"{SENTENCES[0]} {SENTENCES[1]}"
+    texts = [SENTENCES[0], two_sentences, SENTENCES[1]]
+    translator = SavedModelTranslator.load(tiny_export)
+    translator.max_source_tokens = 12  # so that the second text goes as two sentences
+    assert translator.pieces(two_sentences) == SENTENCES
+
+    results = translator.n_best(texts, 3)
+    assert [row[0][0] for row in results] == translator.translate(texts)  # best first
+    for row in (results[0], results[2]):
+        scores = [score for _, score in row]
+        assert 1 <= len(row) <= 3 and scores == sorted(scores, reverse=True)
+        assert all(np.isfinite(scores))
+    # Two sentences: the k-th hypotheses of each, joined, scored by the sum.
+    assert results[1] == [
+        (f"{first} {second}", first_score + second_score)
+        for (first, first_score), (second, second_score) in zip(
+            results[0], results[2], strict=False
+        )
+    ]
+    assert len(translator.n_best(texts, 1)[0]) == 1
+    assert translator.n_best(["", "  "], 3) == [[("", 0.0)], [("", 0.0)]]
+
+    assert main(["translate", "--model", str(tiny_export), "--n-best", "2", SENTENCES[0]]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert json.loads(line) == {
+        "source": SENTENCES[0],
+        "translations": [
+            {"text": text, "score": round(score, 4)} for text, score in results[0][:2]
+        ],
+    }
+
+
+def test_n_best_needs_the_default_beam_search(tiny_export, capsys):
+    arguments = ["translate", "--model", str(tiny_export), SENTENCES[0]]
+    for bad in (["--n-best", "0"], ["--n-best", "2", "--beam-size", "3"]):
+        assert main([*arguments, *bad]) == 2
+        assert "--n-best needs N >= 1, and no --beam-size" in capsys.readouterr().err
+
+    class GreedyOnly(Translator):
+        def _run(self, signature_name, texts):
+            raise AssertionError("not called")
+
+    with pytest.raises(ValueError, match="m: the model has no n_best signature"):
+        GreedyOnly("m", ["serving_default", "greedy"]).n_best(["a"], 2)
 
 
 def test_python_api(tiny_export):

@@ -15,6 +15,9 @@ Signatures, all with input `text` (tf.string `[batch]`):
   beam size N not among them): the same outputs with that search, so that a client picks
   one by name. `score` is the sum of the log-probs (greedy) or the length-penalized score
   that ranked the hypothesis (beam); 0 for a blank text, whose translation is "";
+- `n_best` (when the export's beam size is above 1): `serving_default`'s search ->
+  every hypothesis of its beam, best first: `text` `[batch, N]` and `score` `[batch, N]`
+  for beam size N ("" and -inf where a text has fewer than N finished hypotheses);
 - `align`: greedy -> `source_tokens` `[batch, S]`, `target_tokens` `[batch, T]` (subword
   pieces, "" as padding) and `attention` float32 `[batch, T, S]`.
 
@@ -121,23 +124,24 @@ def build_serving_module(
         eos = tf.RaggedTensor.from_tensor(tf.fill([batch_size, 1], EOS_ID))
         return tf.concat([tag, pieces, eos], axis=1).to_tensor(PAD_ID)
 
-    def search(text: tf.Tensor, beam: BeamSize) -> tuple[tf.Tensor, ...]:
-        """Best hypothesis of each text: `(source, ids, lengths, scores, attention)`;
-        blank texts get a hypothesis of length 0 and score 0."""
+    def search(text: tf.Tensor, beam: BeamSize, n_best: int = 1) -> tuple[tf.Tensor, ...]:
+        """The `n_best` best hypotheses of each text: `(source, ids [batch, n_best,
+        length], lengths [batch, n_best], scores [batch, n_best], attention)`; a blank text
+        gets hypotheses of length 0 and score 0."""
         # The encoder cannot run on an empty batch, which a gRPC client may send.
         return tf.cond(
             tf.size(text) > 0,
-            lambda: search_batch(text, beam),
+            lambda: search_batch(text, beam, n_best),
             lambda: (
                 tf.zeros([0, 0], tf.int32),
-                tf.zeros([0, 0], tf.int32),
-                tf.zeros([0], tf.int32),
-                tf.zeros([0]),
-                tf.zeros([0, 0, 0]),
+                tf.zeros([0, n_best, 0], tf.int32),
+                tf.zeros([0, n_best], tf.int32),
+                tf.zeros([0, n_best]),
+                tf.zeros([0, n_best, 0, 0]),
             ),
         )
 
-    def search_batch(text: tf.Tensor, beam: BeamSize) -> tuple[tf.Tensor, ...]:
+    def search_batch(text: tf.Tensor, beam: BeamSize, n_best: int) -> tuple[tf.Tensor, ...]:
         """`search` for a batch of at least one text."""
         source = encode(text)
         result = model.search(
@@ -146,14 +150,15 @@ def build_serving_module(
             length_penalty=decoding.length_penalty,
             max_length_ratio=decoding.max_length_ratio,
             max_length_offset=decoding.max_length_offset,
+            n_best=n_best,
             no_repeat_ngram_size=decoding.no_repeat_ngram_size,
         )
         # The model would answer a lone tag with something; a blank text has no translation.
-        blank = tf.equal(tf.strings.length(tf.strings.strip(text)), 0)
-        lengths = tf.where(blank, 0, result.lengths[:, 0])
-        scores = tf.where(blank, 0.0, result.scores[:, 0])
+        blank = tf.equal(tf.strings.length(tf.strings.strip(text)), 0)[:, tf.newaxis]
+        lengths = tf.where(blank, 0, result.lengths)
+        scores = tf.where(blank, 0.0, result.scores)
         width = tf.reduce_max(lengths)
-        ids, attention = result.ids[:, 0, :width], result.attention[:, 0, :width]
+        ids, attention = result.ids[:, :, :width], result.attention[:, :, :width]
         return source, ids, lengths, scores, attention
 
     searches = traced_searches(search, [_TEXT], single_beams=(1,))
@@ -164,15 +169,35 @@ def build_serving_module(
         @tf.function(input_signature=[_TEXT])
         def translate(text: tf.Tensor) -> dict[str, tf.Tensor]:
             _, ids, lengths, scores, _ = searches(text, beam=beam)
-            hypotheses = tf.RaggedTensor.from_tensor(ids, lengths=lengths)
-            return {"text": tokenizer.detokenize(hypotheses), "score": scores}
+            return {"text": detokenize(ids[:, 0], lengths[:, 0]), "score": scores[:, 0]}
 
         return translate.get_concrete_function()
+
+    def detokenize(ids: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
+        """`[..., length]` ids, each row `lengths` long -> `[...]` strings."""
+        flat_lengths = tf.reshape(lengths, [-1])
+        flat_ids = tf.reshape(ids, [tf.size(flat_lengths), -1])
+        texts = tokenizer.detokenize(tf.RaggedTensor.from_tensor(flat_ids, lengths=flat_lengths))
+        return tf.reshape(texts, tf.shape(lengths))
+
+    # Every hypothesis of the default beam search, best first; one more trace of it.
+    n_best_search = tf.function(
+        functools.partial(search, beam=beam_size, n_best=beam_size), input_signature=[_TEXT]
+    )
+
+    @tf.function(input_signature=[_TEXT])
+    def n_best(text: tf.Tensor) -> dict[str, tf.Tensor]:
+        """`text` [batch, n] and `score` [batch, n]: the hypotheses of `serving_default`'s
+        search, best first ("" and -inf where a text has fewer than n)."""
+        _, ids, lengths, scores, _ = n_best_search(text)
+        texts = detokenize(ids, lengths)
+        return {"text": tf.where(tf.math.is_finite(scores), texts, ""), "score": scores}
 
     @tf.function(input_signature=[_TEXT])
     def align(text: tf.Tensor) -> dict[str, tf.Tensor]:
         """Greedy search with its tokens and attention, "" and 0 as padding."""
         source, ids, lengths, _, attention = searches(text, beam=1)
+        ids, lengths, attention = ids[:, 0], lengths[:, 0], attention[:, 0]
         target_mask = tf.sequence_mask(lengths, tf.shape(ids)[1])
         return {
             "source_tokens": tf.where(source != PAD_ID, tokenizer.id_to_string(source), ""),
@@ -187,6 +212,8 @@ def build_serving_module(
         **{f"beam_{beam}": functions[beam] for beam in functions if beam > 1},
         "align": align.get_concrete_function(),
     }
+    if beam_size > 1:
+        signatures["n_best"] = n_best.get_concrete_function()
     return module, signatures
 
 
