@@ -23,12 +23,10 @@ import soundfile
 
 from audio.io import to_wav_bytes
 from audio.synthesis import Voice, engine_problem, list_voices, prosody_ranges
-from seq2seq.data.speech import (
+from seq2seq.data.speech import plan_split, read_asterisk_transcripts, select_sentences
+from seq2seq.data.spoken import (
     normalize_transcript,
     number_words,
-    plan_split,
-    read_asterisk_transcripts,
-    select_sentences,
     spell_numbers,
     spoken_form,
     transcript_of,

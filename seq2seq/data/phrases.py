@@ -6,7 +6,7 @@ of sentences only never shows a model an isolated word between silences. These
 phrases are spans of one to three consecutive words of those sentences, and numbers
 as people say them: amounts, ordinals, years and digit strings (a PIN, an extension).
 They are text like the sentences', spoken and normalized by the same rules
-(`seq2seq.data.speech.spoken_form`: "1937" is said "nineteen thirty seven", "0415"
+(`seq2seq.data.spoken.spoken_form`: "1937" is said "nineteen thirty seven", "0415"
 digit by digit), and kept out of the evaluation transcripts the same way.
 """
 
@@ -16,7 +16,7 @@ import random
 import re
 from collections.abc import Iterable, Iterator
 
-from seq2seq.data.speech import ordinal_words
+from seq2seq.data.spoken import ordinal_words
 
 MAX_WORDS = 3
 """The longest span of a sentence's words."""

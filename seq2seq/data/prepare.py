@@ -38,6 +38,7 @@ import sentencepiece
 from tqdm import tqdm
 
 from seq2seq.data import DataError, atomic_file, bible, wesnoth
+from seq2seq.data.packages import deb_version
 
 Pair = tuple[str, str]
 
@@ -193,7 +194,7 @@ def built_in_corpus(
     if wesnoth_locale_dir is None:
         wesnoth_locale_dir = wesnoth.LOCALE_DIR
         wesnoth.ensure_installed(wesnoth_locale_dir)
-        wesnoth_version = wesnoth.package_version()
+        wesnoth_version = deb_version(wesnoth.PACKAGES[0])
     elif wesnoth_locale_dir.is_dir():
         wesnoth_version = None  # catalogs of no package, such as the tests' own
     else:

@@ -82,16 +82,6 @@ def ensure_installed(locale_dir: Path = LOCALE_DIR) -> None:
         raise DataError(f"{locale_dir} is still missing after `{INSTALL_COMMAND}`")
 
 
-def package_version(package: str = PACKAGES[0]) -> str | None:
-    """The installed Debian version of `package`, or None where dpkg cannot tell."""
-    if shutil.which("dpkg-query") is None:
-        return None
-    result = subprocess.run(
-        ["dpkg-query", "-W", "-f=${Version}", package], capture_output=True, text=True
-    )
-    return result.stdout.strip() or None
-
-
 def read_catalogs(locale_dir: Path) -> Iterator[tuple[str, str]]:
     """Yield (msgid, msgstr) of every singular, translated message of every catalog.
 
