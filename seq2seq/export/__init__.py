@@ -155,12 +155,14 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
             "Export a trained model as BASE/<next version>/, a SavedModel that stock "
             "TensorFlow Serving runs. A translator (task translate): text in, text out, "
             "tokenization and search in the graph; signatures serving_default (beam "
-            "search), greedy, beam_2, beam_3, beam_4, beam_5, beam_8 and align (attention). "
+            "search), greedy, beam_2, beam_3, beam_4, beam_5, beam_8, n_best (every "
+            "hypothesis of serving_default's beam) and align (attention). "
             "A speech recognizer (task asr): 16 kHz audio and lengths in, text out, log-mel "
             "front-end and search in the graph; signatures serving_default (audio, "
             "audio_length), transcribe_wav (wav_bytes), ctc_greedy, greedy, beam_4, beam_8 "
-            "and beam_16; beam search is joint with the CTC head (--ctc-weight) and a "
-            "character n-gram language model of the corpus' lm.txt (--lm-weight). The "
+            "and beam_16 (and beam_N for a default beam size N); beam search is joint with "
+            "the CTC head (--ctc-weight) and a character n-gram language model of the "
+            "corpus' lm.txt (--lm-weight). The "
             "version appears only once it is complete and checked."
         ),
     )
