@@ -89,18 +89,21 @@ def _train(args: argparse.Namespace) -> int:
 
 # What TensorFlow 2.21 writes to stderr while it loads: absl log lines written before
 # absl's logging is set up, which TF_CPP_MIN_LOG_LEVEL does not reach ("oneDNN custom
-# operations are on", "Could not find cuda drivers", "failed call to cuInit").
+# operations are on", "Could not find cuda drivers", "failed call to cuInit"), and the
+# notice oneDNN gives once per process, at the first transpose of booleans or int64
+# ("oneDNN supports DT_BOOL only on platforms with AVX-512. Falling back to ... Eigen").
 TENSORFLOW_STARTUP_NOISE = re.compile(
     r"^WARNING: All log messages before absl::InitializeLog\(\)"
     r"|^[IW]\d{4} \d\d:\d\d:[\d.]+ +\d+ \w+\.cc:\d+\] "
     r"|^E\d{4} \d\d:\d\d:[\d.]+ +\d+ cuda_\w+\.cc:\d+\] "
+    r"|^E\d{4} \d\d:\d\d:[\d.]+ +\d+ util\.cc:\d+\] oneDNN supports DT_\w+ only on "
 )
 
 
 def import_tensorflow_quietly() -> None:
-    """Imports TensorFlow and finds its devices with the process's stderr (file
-    descriptor 2, where the C++ code writes) captured, then writes back every line that
-    is not start-up noise (`TENSORFLOW_STARTUP_NOISE`)."""
+    """Imports TensorFlow, finds its devices and runs one transpose with the process's
+    stderr (file descriptor 2, where the C++ code writes) captured, then writes back
+    every line that is not start-up noise (`TENSORFLOW_STARTUP_NOISE`)."""
     import tempfile
 
     sys.stderr.flush()
@@ -111,6 +114,9 @@ def import_tensorflow_quietly() -> None:
             import tensorflow as tf
 
             tf.config.list_physical_devices()
+            # oneDNN's once-per-process notice, given here rather than at a model's
+            # first call (after the capture, where every command printed it).
+            tf.transpose(tf.zeros([2, 3], tf.bool))
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)

@@ -38,6 +38,8 @@ def test_tensorflow_start_up_noise_is_told_from_what_users_must_see():
         "I0000 00:00:1796397583.199911   32373 port.cc:153] oneDNN custom operations are on.",
         "I0000 00:00:1796397583.200293   32373 cudart_stub.cc:31] Could not find cuda drivers",
         "E0000 00:00:1796397586.242231   32373 cuda_platform.cc:52] failed call to cuInit",
+        "E0000 00:00:1796408423.211248   27075 util.cc:131] oneDNN supports DT_INT64 only on "
+        "platforms with AVX-512. Falling back to the default Eigen-based implementation.",
     ]
     kept = [
         "E0000 00:00:1796397586.242231   32373 op_kernel.cc:1830] OP_REQUIRES failed at save.cc",
