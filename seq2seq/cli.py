@@ -100,10 +100,15 @@ TENSORFLOW_STARTUP_NOISE = re.compile(
 )
 
 
-def import_tensorflow_quietly() -> None:
-    """Imports TensorFlow, finds its devices and runs one transpose with the process's
-    stderr (file descriptor 2, where the C++ code writes) captured, then writes back
-    every line that is not start-up noise (`TENSORFLOW_STARTUP_NOISE`)."""
+def import_tensorflow_quietly(first_op: bool = True) -> None:
+    """Imports TensorFlow and finds its devices (and with `first_op`, runs one transpose)
+    with the process's stderr (file descriptor 2, where the C++ code writes) captured,
+    then writes back every line that is not start-up noise (`TENSORFLOW_STARTUP_NOISE`).
+
+    Args:
+        first_op: run an op now, which starts TensorFlow's runtime: False for commands
+            that configure it first (a distribution strategy's collective ops, threads).
+    """
     import tempfile
 
     sys.stderr.flush()
@@ -114,9 +119,10 @@ def import_tensorflow_quietly() -> None:
             import tensorflow as tf
 
             tf.config.list_physical_devices()
-            # oneDNN's once-per-process notice, given here rather than at a model's
-            # first call (after the capture, where every command printed it).
-            tf.transpose(tf.zeros([2, 3], tf.bool))
+            if first_op:
+                # oneDNN's once-per-process notice, given here rather than at a model's
+                # first call (after the capture, where every command printed it).
+                tf.transpose(tf.zeros([2, 3], tf.bool))
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
@@ -138,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     # Commands that load TensorFlow; a client of a REST server (--server) need not.
     if args.command in ("train", "export", "serve") or getattr(args, "model", None):
-        import_tensorflow_quietly()
+        import_tensorflow_quietly(first_op=args.command not in ("train", "serve"))
     return args.handler(args)
 
 
