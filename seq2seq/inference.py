@@ -158,12 +158,21 @@ class Translator(SearchSignatures, abc.ABC):
         Raises:
             ValueError: when the model has no `n_best` signature.
         """
+        signature_name = self.n_best_signature_name()
+        return [hypotheses[:n] for hypotheses in self._search(signature_name, texts)]
+
+    def n_best_signature_name(self) -> str:
+        """The signature that `n_best` calls.
+
+        Raises:
+            ValueError: when the model has no `n_best` signature.
+        """
         if "n_best" not in self.signature_names:
             raise ValueError(
                 f"{self.source}: the model has no n_best signature (exported without beam "
                 "search, or before it existed: export it again)"
             )
-        return [hypotheses[:n] for hypotheses in self._search("n_best", texts)]
+        return "n_best"
 
     def _search(self, signature_name: str, texts: list[str]) -> list[list[Hypothesis]]:
         """The hypotheses of each text that a signature gives, best first."""

@@ -95,7 +95,7 @@ def run_translate(args: argparse.Namespace) -> int:
             translator = SavedModelTranslator.load(model_dir)
         # Fail before reading any input.
         if args.n_best is not None:
-            translator.n_best([], args.n_best)
+            translator.n_best_signature_name()
         else:
             translator.signature_name(args.beam_size)
     except ValueError as error:
