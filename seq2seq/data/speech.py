@@ -335,7 +335,6 @@ def prepare_asr(
     for stale in out_dir.rglob(".*.tmp*"):  # a killed run's half-written files
         stale.unlink(missing_ok=True)
 
-    # Engines and sources.
     problems = install_engines(engines) if install else {e: engine_problem(e) for e in engines}
     for engine, problem in problems.items():
         if problem:
@@ -354,9 +353,7 @@ def prepare_asr(
             f" they are never synthesized (apt-get install {REAL_APT[2]})"
         )
     asterisk = read_asterisk_transcripts(transcripts_path)
-    excluded = evaluation_transcripts(asterisk)
 
-    stats: Counter = Counter()
     if text_file is not None:
         sources: dict[str, Iterable[str]] = {"text-file": file_sentences(text_file)}
         source_info: dict = {"text-file": str(text_file)}
@@ -364,24 +361,10 @@ def prepare_asr(
         sources, source_info = built_in_sources(
             data_dir, install, wesnoth_locale_dir, bible_db, fortune_dir
         )
-    kept_seconds = (MIN_SECONDS, MAX_SECONDS)
-    if phrases:
-        from seq2seq.data import phrases as short  # it imports this module
-
-        sources = {"phrases": short.short_phrases(itertools.chain(*sources.values()), seed)}
-        source_info["phrases"] = {
-            "from": sorted(source_info),
-            "max_words": short.MAX_WORDS,
-            "number_every": short.NUMBER_EVERY,
-        }
-        kept_seconds = short.SECONDS
-    sentences = select_sentences(sources, excluded, stats, kept_seconds)
-    if not sentences["train"]:
-        raise DataError("no training sentences: the text is empty after normalization")
+    text = _select_text(sources, source_info, evaluation_transcripts(asterisk), phrases, seed)
     with atomic_file(out_dir / LM_TEXT) as out:
-        out.writelines(f"{sentence.transcript}\n" for sentence in sentences["train"])
+        out.writelines(f"{sentence.transcript}\n" for sentence in text.sentences["train"])
 
-    # Voices and the plan.
     voices = list_voices(available)
     test_voices = [voice for voice in voices if voice.name in held_out]
     train_voices = [voice for voice in voices if voice.name not in held_out]
@@ -391,6 +374,7 @@ def prepare_asr(
         print("warning: no held-out voice is available: test-synthetic.tsv is empty",
               file=sys.stderr)  # fmt: skip
     rng = random.Random(seed)
+    sentences = text.sentences
     plan = {
         "train": plan_split("train", sentences["train"], train_voices, utterances, hours, rng),
         "dev": plan_split("dev", sentences["dev"], train_voices, dev_utterances, None, rng),
@@ -398,80 +382,27 @@ def prepare_asr(
             "test", sentences["test"], test_voices, test_utterances, None, rng, False
         ),
     }
-    jobs = [job for split_jobs in plan.values() for job in split_jobs]
-    by_target = {str(out_dir / job.path): job for job in jobs}
-    work = [
-        (job.sentence.spoken, target, dataclasses.asdict(job.voice))
-        for target, job in by_target.items()
-    ]
-    # Interleave engines so the progress bar's rate is steady and both workers busy.
-    work.sort(key=lambda item: stable_fraction(item[1]))
-
-    existing = sum(Path(target).is_file() for target in by_target)
-    print(
-        f"{len(jobs):,} utterances planned ({existing:,} already there) with"
-        f" {len(train_voices)} training and {len(test_voices)} held-out voices of"
-        f" {', '.join(available)} on {workers} worker(s)",
-        file=sys.stderr,
+    description = (
+        f"with {len(train_voices)} training and {len(test_voices)} held-out voices of"
+        f" {', '.join(available)} on {workers} worker(s)"
     )
-    rows: dict[str, list] = {split: [] for split in plan}
-    engine_time: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
-    failures, dropped = [], Counter()
-    synthesis_started = time.monotonic()
-    for target, seconds, spent, error in parallel_map(_synthesize_job, work, workers, "synthesize"):
-        job = by_target[target]
-        if error:
-            failures.append(error)
-            continue
-        if spent:
-            timing = engine_time[job.voice.engine]
-            timing[0] += 1
-            timing[1] += spent
-            timing[2] += seconds
-        if not kept_seconds[0] <= seconds <= kept_seconds[1]:
-            dropped[job.split] += 1
-            continue
-        rows[job.split].append((job.path, job.sentence.transcript, seconds, job.voice.label))
-    synthesis_seconds = time.monotonic() - synthesis_started
-    if failures:
-        print(f"warning: {len(failures)} utterances failed, e.g. {failures[0]}", file=sys.stderr)
+    synthesis = _synthesize(plan, out_dir, workers, text.seconds, description)
 
     real_stats: dict = {"no audio": [], "no speech": [], "failed": []}
     real_rows = []
-    if real:
-        sounds = asterisk_sounds or ASTERISK_SOUNDS
-        if sounds.is_dir():
-            real_rows = prepare_real(out_dir, asterisk, sounds, workers, real_stats)
-        else:
-            print(f"warning: {sounds} is missing: no test-real.tsv", file=sys.stderr)
+    sounds = asterisk_sounds or ASTERISK_SOUNDS
+    if real and sounds.is_dir():
+        real_rows = prepare_real(out_dir, asterisk, sounds, workers, real_stats)
+    elif real:
+        print(f"warning: {sounds} is missing: no test-real.tsv", file=sys.stderr)
 
-    # Files, in plan order (the plan is shuffled already), then the manifest.
-    files = {}
-    for split, name in SPLIT_FILES.items():
-        order = {job.path: index for index, job in enumerate(plan[split])}
-        rows[split].sort(key=lambda row: order[row[0]])
-        _write_tsv(out_dir / name, rows[split])
-        files[name] = rows[split]
-    if real:
-        _write_tsv(out_dir / "test-real.tsv", real_rows)
-        files["test-real.tsv"] = real_rows
-    else:
-        (out_dir / "test-real.tsv").unlink(missing_ok=True)
-
+    files = _write_splits(out_dir, plan, synthesis.rows, real_rows if real else None)
     manifest = {
         "options": options,
         "files": list(files),
         "columns": list(COLUMNS),
         "audio": {"sample_rate": SAMPLE_RATE, "channels": 1, "format": "WAV PCM_16"},
-        "splits": {
-            name: {
-                "utterances": len(split_rows),
-                "hours": round(sum(row[2] for row in split_rows) / 3600, 3),
-                "by_engine": dict(Counter(row[3].split(":")[0] for row in split_rows)),
-                "voices": sorted({row[3].split("@")[0] for row in split_rows}),
-            }
-            for name, split_rows in files.items()
-        },
+        "splits": {name: _split_summary(rows) for name, rows in files.items()},
         "held_out_voices": [voice.name for voice in test_voices],
         "held_out_requested": list(held_out),
         "engines": {
@@ -483,41 +414,15 @@ def prepare_asr(
             }
             for engine in engines
         },
-        "synthesis": {
-            "workers": workers,
-            "wall_seconds": round(synthesis_seconds, 1),
-            "new_utterances": sum(timing[0] for timing in engine_time.values()),
-            "by_engine": {
-                engine: {
-                    "utterances": count,
-                    "seconds_per_utterance": round(spent / count, 3),
-                    "utterances_per_second_per_worker": round(count / spent, 2),
-                    "real_time_factor": round(spent / audio, 4),
-                }
-                for engine, (count, spent, audio) in sorted(engine_time.items())
-                if count
-            },
-            "failed": len(failures),
-            "failures": failures[:20],
-            "dropped_outside_seconds": dict(dropped),
-            "seconds_range": list(kept_seconds),
-        },
-        "text": {
-            "sources": source_info,
-            "counts": dict(sorted(stats.items())),
-            "sentences": {split: len(items) for split, items in sentences.items()},
-            "split": f"hash of the transcript: dev {DEV_FRACTION}, test {TEST_FRACTION}",
-            "excluded_evaluation_transcripts": len(excluded),
-            "normalization": "lowercase a-z, inner apostrophes, single spaces, numbers as"
-            " words; engines speak the expanded words",
-        },
+        "synthesis": {"workers": workers, **synthesis.summary(text.seconds)},
+        "text": text.summary(),
         "lm_text": {
             "file": LM_TEXT,
             "sentences": len(sentences["train"]),
             "characters": sum(len(s.transcript) + 1 for s in sentences["train"]),
         },
         "real": {
-            "source": str(asterisk_sounds or ASTERISK_SOUNDS),
+            "source": str(sounds),
             "transcripts": str(transcripts_path),
             "packages": {package: deb_version(package) for package in REAL_APT},
             "prompts": len(real_rows),
@@ -534,6 +439,164 @@ def prepare_asr(
         out.write("\n")
     _print_summary(out_dir, manifest)
     return out_dir
+
+
+@dataclass
+class _Text:
+    """The sentences to synthesize by split, and how they were chosen."""
+
+    sentences: dict[str, list[Sentence]]
+    sources: dict
+    counts: Counter
+    excluded: int
+    seconds: tuple[float, float]  # the durations an utterance is kept within
+
+    def summary(self) -> dict:
+        return {
+            "sources": self.sources,
+            "counts": dict(sorted(self.counts.items())),
+            "sentences": {split: len(items) for split, items in self.sentences.items()},
+            "split": f"hash of the transcript: dev {DEV_FRACTION}, test {TEST_FRACTION}",
+            "excluded_evaluation_transcripts": self.excluded,
+            "normalization": "lowercase a-z, inner apostrophes, single spaces, numbers as"
+            " words; engines speak the expanded words",
+        }
+
+
+def _select_text(
+    sources: dict[str, Iterable[str]],
+    source_info: dict,
+    excluded: set[str],
+    phrases: bool,
+    seed: int,
+) -> _Text:
+    """The sentences of `sources` (or, with `phrases`, short phrases cut from them) that
+    `select_sentences` keeps; raises `DataError` when no training sentence is left."""
+    counts: Counter = Counter()
+    seconds = (MIN_SECONDS, MAX_SECONDS)
+    if phrases:
+        from seq2seq.data import phrases as short  # it imports this module
+
+        sources = {"phrases": short.short_phrases(itertools.chain(*sources.values()), seed)}
+        source_info["phrases"] = {
+            "from": sorted(source_info),
+            "max_words": short.MAX_WORDS,
+            "number_every": short.NUMBER_EVERY,
+        }
+        seconds = short.SECONDS
+    sentences = select_sentences(sources, excluded, counts, seconds)
+    if not sentences["train"]:
+        raise DataError("no training sentences: the text is empty after normalization")
+    return _Text(sentences, source_info, counts, len(excluded), seconds)
+
+
+@dataclass
+class _Synthesis:
+    """What synthesizing a plan gave: TSV rows by split, and what it cost."""
+
+    rows: dict[str, list[tuple[str, str, float, str]]]
+    # {engine: [new utterances, synthesis seconds, audio seconds]}
+    engine_time: dict[str, list[float]]
+    failures: list[str]
+    dropped: Counter  # by split: utterances outside the kept durations
+    wall_seconds: float
+
+    def summary(self, kept_seconds: tuple[float, float]) -> dict:
+        return {
+            "wall_seconds": round(self.wall_seconds, 1),
+            "new_utterances": sum(timing[0] for timing in self.engine_time.values()),
+            "by_engine": {
+                engine: {
+                    "utterances": count,
+                    "seconds_per_utterance": round(spent / count, 3),
+                    "utterances_per_second_per_worker": round(count / spent, 2),
+                    "real_time_factor": round(spent / audio, 4),
+                }
+                for engine, (count, spent, audio) in sorted(self.engine_time.items())
+                if count
+            },
+            "failed": len(self.failures),
+            "failures": self.failures[:20],
+            "dropped_outside_seconds": dict(self.dropped),
+            "seconds_range": list(kept_seconds),
+        }
+
+
+def _synthesize(
+    plan: dict[str, list[Job]],
+    out_dir: Path,
+    workers: int,
+    kept_seconds: tuple[float, float],
+    description: str,
+) -> _Synthesis:
+    """Synthesizes every planned utterance not already there, on `workers` processes;
+    `description` (voices, workers) completes the line that announces the work."""
+    by_target = {str(out_dir / job.path): job for jobs in plan.values() for job in jobs}
+    work = [
+        (job.sentence.spoken, target, dataclasses.asdict(job.voice))
+        for target, job in by_target.items()
+    ]
+    # Interleave engines so the progress bar's rate is steady and both workers busy.
+    work.sort(key=lambda item: stable_fraction(item[1]))
+    existing = sum(Path(target).is_file() for target in by_target)
+    print(
+        f"{len(by_target):,} utterances planned ({existing:,} already there) {description}",
+        file=sys.stderr,
+    )
+    result = _Synthesis({split: [] for split in plan}, defaultdict(lambda: [0, 0.0, 0.0]), [],
+                        Counter(), 0.0)  # fmt: skip
+    started = time.monotonic()
+    for target, seconds, spent, error in parallel_map(_synthesize_job, work, workers, "synthesize"):
+        job = by_target[target]
+        if error:
+            result.failures.append(error)
+            continue
+        if spent:
+            timing = result.engine_time[job.voice.engine]
+            timing[0] += 1
+            timing[1] += spent
+            timing[2] += seconds
+        if not kept_seconds[0] <= seconds <= kept_seconds[1]:
+            result.dropped[job.split] += 1
+            continue
+        result.rows[job.split].append((job.path, job.sentence.transcript, seconds, job.voice.label))
+    result.wall_seconds = time.monotonic() - started
+    if result.failures:
+        print(
+            f"warning: {len(result.failures)} utterances failed, e.g. {result.failures[0]}",
+            file=sys.stderr,
+        )
+    return result
+
+
+def _write_splits(
+    out_dir: Path,
+    plan: dict[str, list[Job]],
+    rows: dict[str, list[tuple[str, str, float, str]]],
+    real_rows: list[tuple[str, str, float, str]] | None,
+) -> dict[str, list[tuple[str, str, float, str]]]:
+    """Writes each split's TSV in plan order (the plan is shuffled already), and
+    `test-real.tsv` unless `real_rows` is None (then removes it); `{file: rows}`."""
+    files = {}
+    for split, name in SPLIT_FILES.items():
+        order = {job.path: index for index, job in enumerate(plan[split])}
+        files[name] = sorted(rows[split], key=lambda row: order[row[0]])
+        _write_tsv(out_dir / name, files[name])
+    if real_rows is None:
+        (out_dir / "test-real.tsv").unlink(missing_ok=True)
+    else:
+        _write_tsv(out_dir / "test-real.tsv", real_rows)
+        files["test-real.tsv"] = real_rows
+    return files
+
+
+def _split_summary(rows: list[tuple[str, str, float, str]]) -> dict:
+    return {
+        "utterances": len(rows),
+        "hours": round(sum(row[2] for row in rows) / 3600, 3),
+        "by_engine": dict(Counter(row[3].split(":")[0] for row in rows)),
+        "voices": sorted({row[3].split("@")[0] for row in rows}),
+    }
 
 
 def _print_summary(out_dir: Path, manifest: dict) -> None:
