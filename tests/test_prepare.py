@@ -22,7 +22,7 @@ from seq2seq.data.prepare import (
     read_tsv,
 )
 from seq2seq.data.wesnoth import (
-    INSTALL_COMMAND,
+    PACKAGES,
     clean_message,
     clean_pairs,
     ensure_installed,
@@ -229,9 +229,11 @@ def test_read_catalogs_skips_header_and_plurals(tmp_path):
 
 def test_missing_catalogs_without_root_give_the_install_command(tmp_path, monkeypatch):
     monkeypatch.setattr("os.geteuid", lambda: 1000)
-    with pytest.raises(DataError, match="install it as root with: apt-get install") as error:
+    monkeypatch.setattr("seq2seq.data.packages._missing_debs", lambda packages: list(packages))
+    with pytest.raises(DataError, match="install as root with: apt-get install") as error:
         ensure_installed(tmp_path / "missing")
-    assert str(error.value).endswith(INSTALL_COMMAND) and "wesnoth-1.16-utbs" in INSTALL_COMMAND
+    assert str(error.value).startswith(f"{tmp_path / 'missing'} is missing: ")
+    assert str(error.value).endswith(" ".join(PACKAGES)) and "wesnoth-1.16-utbs" in PACKAGES
     ensure_installed(tmp_path)  # there: nothing to do
 
 

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import gettext
 import html
-import os
 import re
-import shutil
-import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -23,6 +20,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from seq2seq.data import DataError
+from seq2seq.data.packages import apt_install
 
 LOCALE_DIR = Path("/usr/share/games/wesnoth/1.16/locale/fr/LC_MESSAGES")
 PACKAGES = (
@@ -32,7 +30,6 @@ PACKAGES = (
         for campaign in "did dm dw ei httt l low nr sof sota sotbe thot trow tsg ttb utbs".split()
     ),
 )
-INSTALL_COMMAND = f"apt-get install -y --no-install-recommends {' '.join(PACKAGES)}"
 
 # Formatting tags whose text is shown as is: removed, their content kept.
 _FORMAT_TAG = re.compile(r"</?(?:b|i|u|s|tt|big|small|span|bold|italic|header|format)\b[^>]*>")
@@ -71,15 +68,13 @@ def ensure_installed(locale_dir: Path = LOCALE_DIR) -> None:
     """
     if locale_dir.is_dir():
         return
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise DataError(f"{locale_dir} is missing; install it as root with: {INSTALL_COMMAND}")
-    print(f"installing Wesnoth catalogs: {INSTALL_COMMAND}", file=sys.stderr)
-    # The package lists may be empty on a fresh machine. apt's output goes to stderr.
-    for command in ("apt-get update", INSTALL_COMMAND):
-        if subprocess.run(command.split(), stdout=2).returncode != 0:
-            raise DataError(f"`{command}` failed")
+    problem = apt_install(PACKAGES)
+    if problem:
+        raise DataError(f"{locale_dir} is missing: {problem}")
     if not locale_dir.is_dir():
-        raise DataError(f"{locale_dir} is still missing after `{INSTALL_COMMAND}`")
+        raise DataError(
+            f"{locale_dir} is missing, though {PACKAGES[0]} and its campaigns are installed"
+        )
 
 
 def read_catalogs(locale_dir: Path) -> Iterator[tuple[str, str]]:
