@@ -48,7 +48,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from audio.synthesis import ENGINES, Voice, engine_problem, engine_version, list_voices
@@ -494,12 +494,16 @@ def _select_text(
 class _Synthesis:
     """What synthesizing a plan gave: TSV rows by split, and what it cost."""
 
-    rows: dict[str, list[tuple[str, str, float, str]]]
+    rows: dict[str, list[tuple[str, str, float, str]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
     # {engine: [new utterances, synthesis seconds, audio seconds]}
-    engine_time: dict[str, list[float]]
-    failures: list[str]
-    dropped: Counter  # by split: utterances outside the kept durations
-    wall_seconds: float
+    engine_time: dict[str, list[float]] = field(
+        default_factory=lambda: defaultdict(lambda: [0, 0.0, 0.0])
+    )
+    failures: list[str] = field(default_factory=list)
+    dropped: Counter = field(default_factory=Counter)  # by split: outside the kept durations
+    wall_seconds: float = 0.0
 
     def summary(self, kept_seconds: tuple[float, float]) -> dict:
         return {
@@ -543,8 +547,7 @@ def _synthesize(
         f"{len(by_target):,} utterances planned ({existing:,} already there) {description}",
         file=sys.stderr,
     )
-    result = _Synthesis({split: [] for split in plan}, defaultdict(lambda: [0, 0.0, 0.0]), [],
-                        Counter(), 0.0)  # fmt: skip
+    result = _Synthesis()
     started = time.monotonic()
     for target, seconds, spent, error in parallel_map(_synthesize_job, work, workers, "synthesize"):
         job = by_target[target]
