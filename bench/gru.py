@@ -6,7 +6,7 @@ JSON object: per shape, forward (inference, `predict_on_batch`) and training
 step (`train_on_batch`) times, the speed-up of ours over stock, and the
 achieved GFLOP/s.
 
-    .venv/bin/python bench/gru.py [--repeats 20]
+    .venv/bin/python bench/gru.py [--repeats 20] [--dtype-policy mixed_bfloat16]
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from seq2seq.config import DTYPE_POLICIES  # noqa: E402
 from seq2seq.layers import GRU  # noqa: E402
 
 SHAPES = (
@@ -30,10 +31,11 @@ SHAPES = (
 )
 
 
-def build(layer_cls, shape: dict, weights=None) -> keras.Model:
+def build(layer_cls, shape: dict, dtype_policy: str, weights=None) -> keras.Model:
     inputs = keras.Input((shape["time"], shape["input"]), batch_size=shape["batch"])
     kwargs = {"use_cudnn": False} if layer_cls is keras.layers.GRU else {}
-    outputs = layer_cls(shape["units"], return_sequences=True, **kwargs)(inputs)
+    layer = layer_cls(shape["units"], return_sequences=True, dtype=dtype_policy, **kwargs)
+    outputs = keras.layers.Activation("linear", dtype="float32")(layer(inputs))
     model = keras.Model(inputs, outputs)
     if weights is not None:
         model.set_weights(weights)
@@ -60,12 +62,12 @@ def time_interleaved(calls: dict, repeats: int, warmup: int = 3) -> dict:
     return {name: float(np.median(values)) for name, values in samples.items()}
 
 
-def bench_shape(shape: dict, repeats: int) -> dict:
+def bench_shape(shape: dict, repeats: int, dtype_policy: str) -> dict:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(shape["batch"], shape["time"], shape["input"])).astype("float32")
     y = rng.normal(size=(shape["batch"], shape["time"], shape["units"])).astype("float32")
-    stock = build(keras.layers.GRU, shape)
-    ours = build(GRU, shape, stock.get_weights())
+    stock = build(keras.layers.GRU, shape, dtype_policy)
+    ours = build(GRU, shape, dtype_policy, stock.get_weights())
     difference = float(np.abs(stock.predict_on_batch(x) - ours.predict_on_batch(x)).max())
     seconds = time_interleaved(
         {
@@ -93,6 +95,12 @@ def bench_shape(shape: dict, repeats: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20, help="timed runs per case (default 20)")
+    parser.add_argument(
+        "--dtype-policy",
+        default="float32",
+        choices=DTYPE_POLICIES,
+        help="Keras dtype policy of both layers (default float32)",
+    )
     args = parser.parse_args()
     report = {
         "benchmark": "gru",
@@ -101,7 +109,8 @@ def main() -> None:
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
         "repeats": args.repeats,
-        "results": [bench_shape(shape, args.repeats) for shape in SHAPES],
+        "dtype_policy": args.dtype_policy,
+        "results": [bench_shape(shape, args.repeats, args.dtype_policy) for shape in SHAPES],
     }
     print(json.dumps(report, indent=2))
 

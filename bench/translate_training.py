@@ -8,6 +8,7 @@ and train interleaved (ours, stock, ours, ...); each time is the median of
 tokens per second for both and the ratio.
 
     .venv/bin/python bench/translate_training.py [--config configs/translate-en-fr.yaml]
+    .venv/bin/python bench/translate_training.py --dtype-policy mixed_bfloat16
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from seq2seq.config import load_config  # noqa: E402
+from seq2seq.config import DTYPE_POLICIES, load_config  # noqa: E402
 from seq2seq.data.pipeline import (  # noqa: E402
     SubwordTokenizer,
     corpus_pair,
@@ -38,9 +39,16 @@ def main() -> None:
     parser.add_argument("--config", default="configs/translate-en-fr.yaml")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per model")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per model")
+    parser.add_argument(
+        "--dtype-policy",
+        choices=DTYPE_POLICIES,
+        help="Keras dtype policy of both models (default: the config's training.dtype_policy)",
+    )
     args = parser.parse_args()
 
     config = load_config(args.config)
+    if args.dtype_policy:
+        config.training.dtype_policy = args.dtype_policy
     data_dir = config.data.dir
     tokenizer = SubwordTokenizer(f"{data_dir}/spm.model")
     sources, targets = encode_pairs(
@@ -81,6 +89,7 @@ def main() -> None:
             {
                 "benchmark": "translate_training",
                 "config": args.config,
+                "dtype_policy": config.training.dtype_policy,
                 "batch_tokens": config.data.batch_tokens,
                 "steps": args.steps,
                 "mean_target_tokens_per_batch": round(mean_tokens),

@@ -68,6 +68,11 @@ class TrainingConfig:
     # The weights at the end of each of the last N epochs, kept in the run's
     # `checkpoints/` for checkpoint averaging (`seq2seq export --weights FILE...`); 0: none.
     keep_checkpoints: int = 0
+    # Keras dtype policy of the layers in training: "float32", or "mixed_bfloat16"
+    # (float32 weights, bfloat16 matmuls: about 1.5x faster steps on CPUs with AMX or
+    # AVX512-BF16 and on GPUs, slower elsewhere). Dev scoring uses it too; exports are
+    # always float32.
+    dtype_policy: str = "float32"
 
 
 @dataclass
@@ -194,6 +199,9 @@ class SpeechDecodingConfig(DecodingConfig):
     max_piece_seconds: float = 10.0  # clients split longer audio at silences
 
 
+DTYPE_POLICIES = ("float32", "mixed_bfloat16")
+"""The Keras dtype policies a model can train under (`training.dtype_policy`)."""
+
 MAX_LM_ORDER = 10
 """The highest n-gram order whose context keys fit in int64 (`seq2seq.utils.ngram`)."""
 
@@ -287,6 +295,11 @@ def validate(config: Config, path: str | Path) -> None:
         raise ValueError(
             f"{path}: training.keep_checkpoints must not be negative, "
             f"got {config.training.keep_checkpoints}"
+        )
+    if config.training.dtype_policy not in DTYPE_POLICIES:
+        raise ValueError(
+            f"{path}: training.dtype_policy must be one of {', '.join(DTYPE_POLICIES)}, "
+            f"got {config.training.dtype_policy!r}"
         )
     if config.task == "asr":
         _validate_asr(config, path)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+import yaml
 from tensorflow_serving.apis import prediction_log_pb2
 
 from seq2seq.cli import main
@@ -285,6 +286,28 @@ def test_several_weights_files_export_their_average(tiny_run, tmp_path, monkeypa
             np.testing.assert_allclose(value, (first + second) / 2, rtol=1e-6, atol=1e-7)
             differing += not np.array_equal(first, second)
     assert differing > 0  # the two epochs differ, so their average is neither
+
+
+def test_a_run_trained_under_a_mixed_policy_exports_a_float32_model(
+    tiny_run, tmp_path, monkeypatch
+):
+    # TF Serving hosts without bfloat16 units would emulate it slowly: exports compute in
+    # float32 whatever policy the run trained under.
+    run = tmp_path / "mixed-run"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("backup", "logs"))
+    config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+    config["training"]["dtype_policy"] = "mixed_bfloat16"
+    (run / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    exported = []
+    monkeypatch.setattr(
+        saved_model,
+        "build_serving_module",
+        lambda model, *args, **kwargs: exported.append(model) or _identity_module(),
+    )
+    assert main(["export", "--run", str(run), "--model-base-path", str(tmp_path / "m")]) == 0
+    (model,) = exported
+    assert {layer.compute_dtype for layer in model._flatten_layers()} == {"float32"}
+    assert load_run(tmp_path / "m" / "1" / "assets").training.dtype_policy == "mixed_bfloat16"
 
 
 def test_an_export_exports_again_with_other_search_settings(

@@ -12,7 +12,13 @@ import pytest
 import tensorflow as tf
 import yaml
 
-from seq2seq.config import SpeechModelConfig, VTLPSection, config_from_dict, load_config
+from seq2seq.config import (
+    SpecAugmentSection,
+    SpeechModelConfig,
+    VTLPSection,
+    config_from_dict,
+    load_config,
+)
 from seq2seq.data import characters
 from seq2seq.data.speech_pipeline import (
     bucket_batch_sizes,
@@ -23,6 +29,7 @@ from seq2seq.data.speech_pipeline import (
 )
 from seq2seq.models.transcriber import ConvSubsampling, Transcriber
 from seq2seq.training.asr import training_utterances
+from seq2seq.training.trainer import dtype_policy
 from seq2seq.utils.ctc import ctc_greedy_search
 from seq2seq.utils.ngram import CharNgramLM, NgramScorer
 
@@ -276,6 +283,35 @@ def test_stock_gru_twin_has_the_same_weights_and_function():
     np.testing.assert_allclose(
         np.asarray(ours(inputs)["logits"]), np.asarray(stock(inputs)["logits"]), atol=1e-4
     )
+
+
+def test_mixed_bfloat16_policy_keeps_the_front_end_heads_and_weights_float32():
+    # training.dtype_policy: mixed_bfloat16, as seq2seq.training.asr builds it.
+    augmented = {"vtlp": VTLPSection(enabled=True), "spec_augment": SpecAugmentSection()}
+    reference = tiny_model(**augmented)
+    with dtype_policy("mixed_bfloat16"):
+        mixed = tiny_model(**augmented)
+    assert keras.config.dtype_policy().name == "float32"  # restored
+    mixed.set_weights(reference.get_weights())
+    assert mixed.encoder.compute_dtype == mixed.decoder.compute_dtype == "bfloat16"
+    for layer in (mixed.log_mel, mixed.normalization, mixed.vtlp, mixed.spec_augment):
+        assert layer.compute_dtype == "float32", layer.name
+    assert {v.dtype for v in mixed.variables if v.trainable} == {"float32"}
+    audio, lengths = pad_audio([speech_like(0.8, 6), speech_like(0.5, 7)])
+    ids = characters.encode("a cat")
+    target_in = np.array([[characters.BOS_ID, *ids]] * 2, np.int32)
+    target_out = np.array([[*ids, characters.EOS_ID]] * 2, np.int32)
+    inputs = {"audio": audio, "audio_length": lengths, "target_in": target_in}
+    losses = {}
+    for name, model in (("float32", reference), ("mixed", mixed)):
+        outputs = model(inputs)
+        for key in ("logits", "ctc_logits"):
+            assert keras.backend.standardize_dtype(outputs[key].dtype) == "float32", key
+        losses[name] = float(model.compute_loss(y=target_out, y_pred=outputs))
+    assert losses["mixed"] == pytest.approx(losses["float32"], rel=0.02)
+    # Its search scores in float32 (the beam state mixes both heads' log-probs).
+    result = mixed.search(audio, lengths, beam_size=2, ctc_weight=0.3)
+    assert keras.backend.standardize_dtype(result.scores.dtype) == "float32"
 
 
 def test_training_batches_pad_audio_and_align_targets(tiny_asr_corpus):

@@ -3,6 +3,7 @@ plots its curves, resumes after an interruption, and decodes."""
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import shutil
@@ -12,14 +13,23 @@ import sys
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import yaml
 
 from seq2seq.cli import main
 from seq2seq.config import load_config
-from seq2seq.data.pipeline import SubwordTokenizer, source_ids
+from seq2seq.data.pipeline import (
+    SubwordTokenizer,
+    corpus_pair,
+    encode_pairs,
+    read_tsv,
+    source_ids,
+    training_batches,
+)
 from seq2seq.export.saved_model import load_run
+from seq2seq.training import trainer
 from seq2seq.training.callbacks import warm_start
 from seq2seq.training.trainer import build_model
 
@@ -179,6 +189,38 @@ def test_best_checkpoint_decodes_greedy_and_beam(trained):
     assert float(beam.scores[0, 0]) >= float(beam.scores[0, 1])
 
 
+def test_mixed_bfloat16_policy_trains_in_bfloat16_with_float32_weights_and_logits(trained):
+    output = Path(trained.training.output_dir)
+    tokenizer = SubwordTokenizer(output / "spm.model")
+    mixed_config = copy.deepcopy(trained)
+    mixed_config.training.dtype_policy = "mixed_bfloat16"
+    reference = build_model(trained, tokenizer.vocab_size)
+    mixed = build_model(mixed_config, tokenizer.vocab_size)
+    assert keras.config.dtype_policy().name == "float32"  # restored after building
+    for model in (reference, mixed):
+        model.load_weights(output / "best.weights.h5")
+    assert mixed.encoder.compute_dtype == mixed.decoder.compute_dtype == "bfloat16"
+    assert {v.dtype for v in mixed.trainable_variables} == {"float32"}
+    sources, targets = encode_pairs(
+        read_tsv(Path(trained.data.dir) / "train.tsv"),
+        trained.data.directions,
+        corpus_pair(trained.data.dir),
+        tokenizer,
+        trained.data.max_length,
+    )
+    inputs, labels = next(iter(training_batches(sources, targets, 512, 100, seed=0)))
+    logits = mixed(inputs)
+    assert keras.backend.standardize_dtype(logits.dtype) == "float32"
+    expected = reference.test_on_batch(inputs, labels)
+    assert mixed.test_on_batch(inputs, labels) == pytest.approx(expected, rel=0.02)
+    before = [v.numpy() for v in mixed.trainable_variables]
+    for _ in range(2):  # the warm-up's first learning rate is 0
+        assert np.isfinite(mixed.train_on_batch(inputs, labels))
+    after = mixed.trainable_variables
+    assert not any(np.array_equal(v.numpy(), b) for v, b in zip(after, before, strict=True))
+    assert {v.dtype for v in after} == {"float32"}
+
+
 def test_bad_config_is_a_one_line_error(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("model:\n  gru: cudnn\n", encoding="utf-8")
@@ -198,6 +240,24 @@ def test_a_negative_no_repeat_ngram_size_names_the_key(tmp_path):
     bad.write_text("task: asr\ndecoding:\n  no_repeat_ngram_size: 3\n", encoding="utf-8")
     with pytest.raises(ValueError, match="no_repeat_ngram_size"):  # translators only
         load_config(bad)
+
+
+def test_an_unknown_dtype_policy_names_the_key_and_the_choices(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training:\n  dtype_policy: mixed_float16\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad.yaml: training.dtype_policy must be one of "):
+        load_config(bad)
+
+
+def test_a_mixed_policy_on_a_cpu_without_bfloat16_units_is_warned_of(monkeypatch, tmp_path):
+    assert trainer.has_bfloat16_units() == any(
+        flag in Path("/proc/cpuinfo").read_text().split() for flag in ("amx_bf16", "avx512_bf16")
+    )
+    monkeypatch.setattr(trainer, "has_bfloat16_units", lambda: False)
+    assert "emulated" in trainer.emulated_precision_warning("mixed_bfloat16")
+    assert trainer.emulated_precision_warning("float32") is None
+    monkeypatch.setattr(trainer, "has_bfloat16_units", lambda: True)
+    assert trainer.emulated_precision_warning("mixed_bfloat16") is None
 
 
 def test_a_negative_keep_checkpoints_names_the_key(tmp_path):

@@ -161,12 +161,19 @@ class Transcriber(keras.Model):
         self.model_config = config
         self.label_smoothing = label_smoothing
         self.front_end = front_end_config(config.front_end)
-        self.log_mel = LogMel(self.front_end, name="log_mel")
+        # The front-end stays float32 under a mixed policy: a log of power spectra and
+        # its normalization need more than bfloat16's 8 bits of mantissa.
+        self.log_mel = LogMel(self.front_end, name="log_mel", dtype="float32")
         self.normalization = FeatureNormalization(
-            config.front_end.n_mels, config.front_end.normalization, name="normalization"
+            config.front_end.n_mels,
+            config.front_end.normalization,
+            name="normalization",
+            dtype="float32",
         )
         self.vtlp = (
-            VTLP(self.front_end, config.vtlp.max_warp, name="vtlp") if config.vtlp.enabled else None
+            VTLP(self.front_end, config.vtlp.max_warp, name="vtlp", dtype="float32")
+            if config.vtlp.enabled
+            else None
         )
         augment = config.spec_augment
         self.spec_augment = (
@@ -177,6 +184,7 @@ class Transcriber(keras.Model):
                 augment.time_width,
                 augment.time_ratio,
                 name="spec_augment",
+                dtype="float32",
             )
             if augment.enabled
             else None
@@ -196,7 +204,11 @@ class Transcriber(keras.Model):
             config.gru,
             name="encoder",
         )
-        self.ctc_head = keras.layers.Dense(VOCAB_SIZE * config.ctc_upsampling, name="ctc_head")
+        # Both heads output float32 under a mixed policy (Keras's advice for the last
+        # layer): losses and search scores are float32; over characters they cost little.
+        self.ctc_head = keras.layers.Dense(
+            VOCAB_SIZE * config.ctc_upsampling, name="ctc_head", dtype="float32"
+        )
         self.bridge = keras.layers.Dense(config.decoder_units, activation="tanh", name="bridge")
         self.embedding = keras.layers.Embedding(
             VOCAB_SIZE, config.embedding_dim, mask_zero=True, name="embedding"
@@ -211,7 +223,7 @@ class Transcriber(keras.Model):
             gru=config.gru,
             name="decoder",
         )
-        self.output_projection = keras.layers.Dense(VOCAB_SIZE, name="output")
+        self.output_projection = keras.layers.Dense(VOCAB_SIZE, name="output", dtype="float32")
         self.cross_entropy = SmoothedCrossEntropy(label_smoothing)
         self.ce_tracker = keras.metrics.Mean(name="ce_loss")
         self.ctc_tracker = keras.metrics.Mean(name="ctc_loss")

@@ -118,9 +118,14 @@ class Translator(keras.Model):
         return self.embedding_scale * self.embedding(ids)
 
     def logits(self, hidden):
+        """Float32 `[..., vocab]` logits of the decoder's `hidden` vectors. Under a mixed
+        policy the vocabulary-sized matmul, the costliest of a training step, runs in
+        the compute dtype and only its result is cast."""
         if self.output_projection is not None:
-            return self.output_projection(hidden)
-        return ops.matmul(hidden, ops.transpose(self.embedding.embeddings)) + self.output_bias
+            logits = self.output_projection(hidden)
+        else:
+            logits = ops.matmul(hidden, ops.transpose(self.embedding.embeddings)) + self.output_bias
+        return ops.cast(logits, "float32")
 
     def decode_step(self, ids, decoder_state, memory):
         """One search step, for `seq2seq.utils.decoding.decode`.

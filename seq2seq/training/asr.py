@@ -41,14 +41,16 @@ from seq2seq.training.callbacks import (
     has_backup,
     warm_start,
 )
-from seq2seq.training.trainer import fit_run, optimizer
+from seq2seq.training.trainer import dtype_policy, fit_run, optimizer
 
 
 def build_asr_model(config: Config) -> Transcriber:
     """The `Transcriber` of a config, built and compiled with the translator's optimizer
-    (Adam, warm-up then cosine decay, global norm clipping)."""
-    model = Transcriber(config.model, label_smoothing=config.training.label_smoothing)
-    model.build()
+    (Adam, warm-up then cosine decay, global norm clipping), under
+    `training.dtype_policy`."""
+    with dtype_policy(config.training.dtype_policy):
+        model = Transcriber(config.model, label_smoothing=config.training.label_smoothing)
+        model.build()
     # The loss is the model's own (`Transcriber.compute_loss`); no XLA: shapes vary.
     model.compile(optimizer=optimizer(config.training), jit_compile=False)
     return model

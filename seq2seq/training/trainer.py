@@ -14,11 +14,14 @@ directory, worker N only `workers/worker-N/` in it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import shutil
+import sys
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 import yaml
 
 from seq2seq.config import Config, TrainingConfig
@@ -58,9 +61,46 @@ def optimizer(training: TrainingConfig) -> keras.optimizers.Optimizer:
     return keras.optimizers.Adam(schedule, global_clipnorm=training.clipnorm)
 
 
+@contextlib.contextmanager
+def dtype_policy(name: str):
+    """Layers created (and built) inside take the Keras dtype policy `name`; the
+    global policy is restored on exit. Keras gives a layer's sublayers the global
+    policy, not their parent's, so a whole model is built under this."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def has_bfloat16_units() -> bool:
+    """Whether this machine computes bfloat16 natively: a GPU, or a CPU with AMX or
+    AVX512-BF16. Where this cannot be read (no `/proc/cpuinfo`), assumed so."""
+    if tf.config.list_physical_devices("GPU"):
+        return True
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8").split()
+    except OSError:
+        return True
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def emulated_precision_warning(policy: str) -> str | None:
+    """What to tell a user whose `training.dtype_policy` this machine would emulate."""
+    if policy == "float32" or has_bfloat16_units():
+        return None
+    return (
+        f"training.dtype_policy {policy} on a CPU without AMX or AVX512-BF16 is emulated"
+        " and slower than float32"
+    )
+
+
 def build_model(config: Config, vocab_size: int) -> Translator:
-    model = Translator(vocab_size, config.model)
-    model.build()
+    """The `Translator` of a config, built under `training.dtype_policy` and compiled."""
+    with dtype_policy(config.training.dtype_policy):
+        model = Translator(vocab_size, config.model)
+        model.build()
     model.compile(
         optimizer=optimizer(config.training),
         loss=SmoothedCrossEntropy(config.training.label_smoothing),
@@ -83,6 +123,9 @@ def fit_run(
     """`model.fit` of a `seq2seq train` run, translator or speech, with `run_callbacks`;
     under several workers the chief scores the dev set (`dev_keys`, the first one
     monitored, improving in `mode`) and plots for all."""
+    warning = emulated_precision_warning(config.training.dtype_policy)
+    if warning:
+        print(f"seq2seq train: warning: {warning}", file=sys.stderr, flush=True)
     if distributed.is_distributed(strategy):
         if config.training.max_minutes > 0:  # each worker's clock would stop it elsewhere
             raise ValueError("training.max_minutes cannot be used with several workers")
