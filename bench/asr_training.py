@@ -11,6 +11,7 @@ per batch. Prints JSON: steps per second and audio seconds per second of wall ti
 for both, and the ratio.
 
     .venv/bin/python bench/asr_training.py [--config configs/asr-en.yaml] [--synthetic]
+        [--dtype-policy mixed_bfloat16]
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from seq2seq.config import load_config  # noqa: E402
+from seq2seq.config import DTYPE_POLICIES, load_config  # noqa: E402
 from seq2seq.data import characters  # noqa: E402
 from seq2seq.data.speech_pipeline import (  # noqa: E402
     encode_utterances,
@@ -98,9 +99,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6, help="timed steps per model")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per model")
     parser.add_argument("--synthetic", action="store_true", help="never read the corpus")
+    parser.add_argument(
+        "--dtype-policy",
+        choices=DTYPE_POLICIES,
+        help="Keras dtype policy of both models (default: the config's training.dtype_policy)",
+    )
     args = parser.parse_args()
 
     config = load_config(args.config)
+    if args.dtype_policy:
+        config.training.dtype_policy = args.dtype_policy
     count = args.warmup + args.steps
     real = not args.synthetic and (Path(config.data.dir) / config.data.train).is_file()
     batches = (
@@ -138,6 +146,7 @@ def main() -> None:
             {
                 "config": args.config,
                 "batches": "corpus" if real else "synthetic",
+                "dtype_policy": config.training.dtype_policy,
                 "parameters": int(sum(np.prod(w.shape) for w in models["ours"].trainable_weights)),
                 "audio_seconds_per_batch": round(audio_seconds, 1),
                 "padded_seconds_per_batch": round(padded_seconds, 1),
