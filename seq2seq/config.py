@@ -69,9 +69,9 @@ class TrainingConfig:
     # `checkpoints/` for checkpoint averaging (`seq2seq export --weights FILE...`); 0: none.
     keep_checkpoints: int = 0
     # Keras dtype policy of the layers in training: "float32", or "mixed_bfloat16"
-    # (float32 weights, bfloat16 matmuls: about 1.5x faster steps on CPUs with AMX or
-    # AVX512-BF16 and on GPUs, slower elsewhere). Dev scoring uses it too; exports are
-    # always float32.
+    # (float32 weights, bfloat16 compute: the translator's steps 1.57x faster on a CPU
+    # with AMX, the small speech model's 2%; emulated, so slower, on CPUs without
+    # bfloat16 units). Dev scoring uses it too; exports are always float32.
     dtype_policy: str = "float32"
 
 
