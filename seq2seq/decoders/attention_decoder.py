@@ -74,10 +74,11 @@ class AttentionDecoder(keras.layers.Layer):
 
     def step(self, inputs, state, memory, keys, memory_mask):
         """One decoding step: `inputs [n, features]`, `state [n, units]` ->
-        `(hidden [n, output_dim], new_state [n, units], attention [n, source])`."""
+        `(hidden [n, output_dim], new_state [n, units], attention [n, source])`, the
+        attention in float32 under any dtype policy, as `seq2seq.utils.decoding` takes it."""
         new_state, _ = self.rnn.cell(inputs, [state])
         hidden, weights = self._attend(ops.expand_dims(new_state, 1), memory, keys, memory_mask)
-        return hidden[:, 0], new_state, weights[:, 0]
+        return hidden[:, 0], new_state, ops.cast(weights[:, 0], "float32")
 
     def _attend(self, states, memory, keys, memory_mask):
         context, weights = self.attention(states, memory, keys, memory_mask)

@@ -372,8 +372,8 @@ def _search(
         if not single_beam:
             state = tf.nest.map_structure(lambda t: tf.gather(t, rows), state)
         attention_history = beams.attention
-        if attention is not None:  # float32 also from a model trained under a mixed policy
-            attention = tf.gather(tf.cast(attention, tf.float32), rows)
+        if attention is not None:
+            attention = tf.gather(attention, rows)
             attention = tf.reshape(attention, [-1, beam_size, tf.shape(attention)[-1]])
             attention_history = attention_history.write(beams.step, attention)
         return (
