@@ -24,6 +24,8 @@ and the ratio of steps.
 
     .venv/bin/python bench/equal_time.py --config configs/translate-en-fr.yaml --minutes 45
     .venv/bin/python bench/equal_time.py --config configs/asr-en.yaml --minutes 40
+    .venv/bin/python bench/equal_time.py --config configs/translate-en-fr.yaml --minutes 20 \
+        --dtype-policy mixed_bfloat16
 """
 
 from __future__ import annotations
@@ -42,21 +44,26 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import yaml  # noqa: E402
 
-from seq2seq.config import Config, load_config  # noqa: E402
+from seq2seq.config import DTYPE_POLICIES, Config, load_config  # noqa: E402
 
 GRUS = ("ours", "stock")
 SPEECH_SPLITS = ("test-synthetic.tsv", "test-real.tsv")
 
 
-def train_for(config_path: str, gru: str, minutes: float, work: Path) -> dict:
-    """Trains the config's model with `gru` from scratch for `minutes`; returns the run's
-    directory, steps and last epoch's `history.csv` row."""
+def train_for(
+    config_path: str, gru: str, minutes: float, work: Path, dtype_policy: str | None = None
+) -> dict:
+    """Trains the config's model with `gru` from scratch for `minutes` (under
+    `dtype_policy` when given, else the config's); returns the run's directory, steps and
+    last epoch's `history.csv` row."""
     values = yaml.safe_load(Path(config_path).read_text(encoding="utf-8"))
     run_dir = work / gru
     shutil.rmtree(run_dir, ignore_errors=True)  # from scratch, never resumed
     run_dir.mkdir(parents=True)
     values["model"]["gru"] = gru
     values["training"].update(output_dir=str(run_dir), epochs=1000, init_from="")
+    if dtype_policy:
+        values["training"]["dtype_policy"] = dtype_policy
     config_file = run_dir.with_name(f"{gru}.yaml")
     config_file.write_text(yaml.safe_dump(values), encoding="utf-8")
     log = run_dir.with_name(f"{gru}.log")
@@ -148,13 +155,23 @@ def main() -> None:
         help="sentences or utterances scored per test split (default: 1000)",
     )
     parser.add_argument("--work", type=Path, default=Path("runs/equal-time"))
+    parser.add_argument(
+        "--dtype-policy",
+        choices=DTYPE_POLICIES,
+        help="Keras dtype policy of both trainings (default: the config's "
+        "training.dtype_policy); the scoring runs in float32, as an export does",
+    )
     args = parser.parse_args()
     config = load_config(args.config)
     data_dir = Path(config.data.dir)
     if not (data_dir / getattr(config.data, "train", "train.tsv")).is_file():
         raise SystemExit(f"{data_dir}: no prepared corpus; run `seq2seq prepare` first")
-    work = args.work / config.name
-    results = {gru: train_for(args.config, gru, args.minutes, work) for gru in GRUS}
+    policy = args.dtype_policy or config.training.dtype_policy
+    work = args.work / f"{config.name}-{policy}"
+    results = {
+        gru: train_for(args.config, gru, args.minutes, work, args.dtype_policy) for gru in GRUS
+    }
+    config.training.dtype_policy = "float32"
     scorer = score_transcriber if config.task == "asr" else score_translator
     for gru in GRUS:
         config.model.gru = gru
@@ -162,6 +179,7 @@ def main() -> None:
     steps = [results[gru]["steps"] for gru in GRUS]
     report = {
         "config": args.config,
+        "dtype_policy": policy,
         "minutes_each": args.minutes,
         "cpus": os.cpu_count(),
         "sentences_per_split": args.sentences,
