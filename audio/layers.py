@@ -24,6 +24,7 @@ from audio.features import FrontEndConfig, _as_config
 
 __all__ = [
     "FeatureNormalization",
+    "Float32Layer",
     "LogMel",
     "SpecAugment",
     "VTLP",
@@ -33,13 +34,24 @@ __all__ = [
 ]
 
 
+class Float32Layer(keras.layers.Layer):
+    """A layer that computes in float32 unless given another `dtype`, under any global
+    dtype policy: a log of power spectra, its normalization and masks on it need more
+    than bfloat16's 8 bits of mantissa, so a model built under `mixed_bfloat16` keeps
+    its front-end in float32 without having to say so."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+
+
 def _frame_mask(frame_lengths, num_frames):
     """`[batch, frames]` booleans, true for frames before each length."""
     return ops.arange(num_frames, dtype="int32")[None, :] < frame_lengths[:, None]
 
 
 @keras.saving.register_keras_serializable(package="audio")
-class LogMel(keras.layers.Layer):
+class LogMel(Float32Layer):
     """In-graph log-mel front-end that matches `log_mel_librosa`.
 
     Written with `keras.ops` (gather, real FFT, matmul, log), so that a
@@ -134,7 +146,7 @@ NORMALIZATION_MODES = ("global", "utterance", "utterance_mean")
 
 
 @keras.saving.register_keras_serializable(package="audio")
-class FeatureNormalization(keras.layers.Layer):
+class FeatureNormalization(Float32Layer):
     """Mean and variance normalization of log-mel features over valid frames.
 
     Modes (per mel band):
@@ -416,7 +428,7 @@ def spec_augment(
 
 
 @keras.saving.register_keras_serializable(package="audio")
-class SpecAugment(keras.layers.Layer):
+class SpecAugment(Float32Layer):
     """SpecAugment masking in a model, active only when `training=True`.
 
     Same masking as `spec_augment`, with random numbers from a seeded
@@ -544,7 +556,7 @@ def warp_frequencies(features, factors, band_hz, fmax: float, boundary: float = 
 
 
 @keras.saving.register_keras_serializable(package="audio")
-class VTLP(keras.layers.Layer):
+class VTLP(Float32Layer):
     """Vocal tract length perturbation of log-mel features, active only when
     `training=True`: every utterance's frequencies are warped by a factor uniform in
     `[1 - max_warp, 1 + max_warp]` (`warp_frequencies`), so that a few training voices

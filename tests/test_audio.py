@@ -713,6 +713,24 @@ def test_spec_augment_layer():
     assert 0 < changed.mean() < 0.6
 
 
+def test_front_end_layers_compute_in_float32_under_a_mixed_policy():
+    import keras
+
+    from audio.layers import VTLP, FeatureNormalization, LogMel, SpecAugment
+    from seq2seq.training.trainer import dtype_policy
+
+    features = np.random.default_rng(0).normal(size=(2, 30, 80)).astype(np.float32)
+    lengths = np.array([30, 12])
+    with dtype_policy("mixed_bfloat16"):
+        layers = [LogMel(), FeatureNormalization(80), SpecAugment(seed=1), VTLP(seed=1)]
+        explicit = FeatureNormalization(80, dtype="mixed_bfloat16")
+        outputs = [layers[0](np.zeros((2, 1600), np.float32), np.array([1600, 800]))[0]]
+        outputs += [layers[2](features, lengths, training=True), layers[3](features, training=True)]
+    assert [layer.compute_dtype for layer in layers] == ["float32"] * 4
+    assert [keras.backend.standardize_dtype(out.dtype) for out in outputs] == ["float32"] * 3
+    assert explicit.compute_dtype == "bfloat16"  # a dtype given is kept
+
+
 def test_spec_augment_in_tf_data():
     import tensorflow as tf
 

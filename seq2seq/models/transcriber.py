@@ -161,19 +161,13 @@ class Transcriber(keras.Model):
         self.model_config = config
         self.label_smoothing = label_smoothing
         self.front_end = front_end_config(config.front_end)
-        # The front-end stays float32 under a mixed policy: a log of power spectra and
-        # its normalization need more than bfloat16's 8 bits of mantissa.
-        self.log_mel = LogMel(self.front_end, name="log_mel", dtype="float32")
+        # The front-end layers compute in float32 under any policy (`Float32Layer`).
+        self.log_mel = LogMel(self.front_end, name="log_mel")
         self.normalization = FeatureNormalization(
-            config.front_end.n_mels,
-            config.front_end.normalization,
-            name="normalization",
-            dtype="float32",
+            config.front_end.n_mels, config.front_end.normalization, name="normalization"
         )
         self.vtlp = (
-            VTLP(self.front_end, config.vtlp.max_warp, name="vtlp", dtype="float32")
-            if config.vtlp.enabled
-            else None
+            VTLP(self.front_end, config.vtlp.max_warp, name="vtlp") if config.vtlp.enabled else None
         )
         augment = config.spec_augment
         self.spec_augment = (
@@ -184,7 +178,6 @@ class Transcriber(keras.Model):
                 augment.time_width,
                 augment.time_ratio,
                 name="spec_augment",
-                dtype="float32",
             )
             if augment.enabled
             else None
