@@ -171,7 +171,7 @@ def main() -> None:
     results = {
         gru: train_for(args.config, gru, args.minutes, work, args.dtype_policy) for gru in GRUS
     }
-    config.training.dtype_policy = "float32"
+    config.training.dtype_policy = "float32"  # both scored as their exports would run
     scorer = score_transcriber if config.task == "asr" else score_translator
     for gru in GRUS:
         config.model.gru = gru
