@@ -50,20 +50,17 @@ GRUS = ("ours", "stock")
 SPEECH_SPLITS = ("test-synthetic.tsv", "test-real.tsv")
 
 
-def train_for(
-    config_path: str, gru: str, minutes: float, work: Path, dtype_policy: str | None = None
-) -> dict:
-    """Trains the config's model with `gru` from scratch for `minutes` (under
-    `dtype_policy` when given, else the config's); returns the run's directory, steps and
-    last epoch's `history.csv` row."""
+def train_for(config_path: str, gru: str, minutes: float, work: Path, dtype_policy: str) -> dict:
+    """Trains the config's model with `gru` from scratch for `minutes` under
+    `dtype_policy`; returns the run's directory, steps and last epoch's `history.csv` row."""
     values = yaml.safe_load(Path(config_path).read_text(encoding="utf-8"))
     run_dir = work / gru
     shutil.rmtree(run_dir, ignore_errors=True)  # from scratch, never resumed
     run_dir.mkdir(parents=True)
     values["model"]["gru"] = gru
-    values["training"].update(output_dir=str(run_dir), epochs=1000, init_from="")
-    if dtype_policy:
-        values["training"]["dtype_policy"] = dtype_policy
+    values["training"].update(
+        output_dir=str(run_dir), epochs=1000, init_from="", dtype_policy=dtype_policy
+    )
     config_file = run_dir.with_name(f"{gru}.yaml")
     config_file.write_text(yaml.safe_dump(values), encoding="utf-8")
     log = run_dir.with_name(f"{gru}.log")
@@ -168,9 +165,7 @@ def main() -> None:
         raise SystemExit(f"{data_dir}: no prepared corpus; run `seq2seq prepare` first")
     policy = args.dtype_policy or config.training.dtype_policy
     work = args.work / f"{config.name}-{policy}"
-    results = {
-        gru: train_for(args.config, gru, args.minutes, work, args.dtype_policy) for gru in GRUS
-    }
+    results = {gru: train_for(args.config, gru, args.minutes, work, policy) for gru in GRUS}
     config.training.dtype_policy = "float32"  # both scored as their exports would run
     scorer = score_transcriber if config.task == "asr" else score_translator
     for gru in GRUS:
