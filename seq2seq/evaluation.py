@@ -38,6 +38,8 @@ PROGRESS_AFTER_SECONDS = 2.0
 
 Column = tuple[str, str, str]
 """A table column: header, result key, format spec (alignment and width first)."""
+Table = tuple[str, Sequence[Column]]
+"""A table of the printed report: the report's key of its rows, and its columns."""
 TRANSLATION_COLUMNS: tuple[Column, ...] = (
     ("split", "split", "<14"),
     ("search", "search", "<8"),
@@ -250,7 +252,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             from seq2seq.speech_evaluation import evaluate_speech as evaluate
         else:
             evaluate = evaluate_translator
-        name, report, columns, status = evaluate(model_dir, data_dir, args)
+        name, report, tables, status = evaluate(model_dir, data_dir, args)
         if not report["results"]:
             raise ValueError(f"{data_dir}: nothing to score (no test split, or none readable)")
     except ValueError as error:
@@ -260,7 +262,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(f"{PROG}: {error.filename}: cannot write ({error.strerror})", file=sys.stderr)
         return 2
     print(f"{model_dir} ({name}), loaded in {report['load_seconds']:.1f}s")
-    print_table(report["results"], columns)
+    for number, (key, columns) in enumerate(table for table in tables if report.get(table[0])):
+        if number:
+            print()
+        print_table(report[key], columns)
     if args.json:
         try:
             write_report(args.json, {"model": str(model_dir), "kind": kind, **report})
@@ -335,8 +340,8 @@ def translation_results(
 
 def evaluate_translator(
     model_dir: Path, data_dir: Path, args: argparse.Namespace
-) -> tuple[str, dict[str, Any], Sequence[Column], int]:
-    """Loads and scores a translator: `(name for the title, report, columns, status)`."""
+) -> tuple[str, dict[str, Any], Sequence[Table], int]:
+    """Loads and scores a translator: `(name for the title, report, tables, status)`."""
     from seq2seq.inference import SavedModelTranslator
 
     start = time.perf_counter()
@@ -351,4 +356,4 @@ def evaluate_translator(
         translator, data_dir, direction, search_sizes, args.limit, args.outputs, args.splits
     )
     report = {"direction": direction, "load_seconds": round(load_seconds, 1), "results": results}
-    return direction, report, TRANSLATION_COLUMNS, 0
+    return direction, report, [("results", TRANSLATION_COLUMNS)], 0

@@ -1,6 +1,7 @@
 """`seq2seq evaluate` for speech recognizers: jiwer WER and CER in percent on the test
 splits of a prepared speech corpus (`test-synthetic`: held-out voices, `test-real`:
-Asterisk recordings), greedy and beam, with the real-time factor.
+Asterisk recordings), greedy and beam, with the real-time factor, and per voice where a
+split has several (the TSV's voice column without its `@speed x pitch` variant).
 
 Transcripts are compared as training's dev WER compares them
 (`seq2seq.data.characters.error_rates`: both sides normalized). The real-time factor is
@@ -23,6 +24,7 @@ from typing import Any, NamedTuple
 from seq2seq.evaluation import (
     PROG,
     Column,
+    Table,
     decode_in_blocks,
     searches,
     split_files,
@@ -40,6 +42,11 @@ SPEECH_COLUMNS: tuple[Column, ...] = (
     ("audio s", "audio_seconds", ">8.1f"),
     ("RTF", "rtf", ">6.3f"),
 )
+VOICE_COLUMNS: tuple[Column, ...] = (
+    *SPEECH_COLUMNS[:2],
+    ("voice", "voice", "<28"),
+    *SPEECH_COLUMNS[2:5],  # n, WER, CER
+)
 
 
 class Split(NamedTuple):
@@ -48,6 +55,7 @@ class Split(NamedTuple):
     signals: list
     references: list[str]  # normalized
     files: list[str]  # the audio files, as the TSV names them
+    voices: list[str]  # the voice of each (engine:voice), "" where the TSV does not say
     skipped: int  # unreadable files (not utterances whose transcript normalizes to nothing)
 
 
@@ -61,7 +69,7 @@ def load_split(path: Path, sample_rate: int, limit: int | None) -> Split:
     from seq2seq.data.speech_pipeline import load_utterances, read_speech_tsv
 
     utterances = read_speech_tsv(path)[:limit]
-    signals, references, files = [], [], []
+    signals, references, files, voices = [], [], [], []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         for utterance in utterances:  # one at a time, to know which were kept
@@ -69,6 +77,7 @@ def load_split(path: Path, sample_rate: int, limit: int | None) -> Split:
             signals += signal
             references += reference
             files += [str(utterance.path)] * len(signal)
+            voices += [utterance.voice.partition("@")[0]] * len(signal)
     for warning in caught:
         if issubclass(warning.category, UserWarning):  # ours: one line each
             print(f"{PROG}: warning: {path.name}: {warning.message}", file=sys.stderr)
@@ -77,7 +86,7 @@ def load_split(path: Path, sample_rate: int, limit: int | None) -> Split:
                 warning.message, warning.category, warning.filename, warning.lineno
             )
     scorable = sum(1 for utterance in utterances if normalize_transcript(utterance.transcript))
-    return Split(signals, references, files, scorable - len(signals))
+    return Split(signals, references, files, voices, scorable - len(signals))
 
 
 def transcription_results(
@@ -87,16 +96,18 @@ def transcription_results(
     limit: int | None,
     outputs: Path | None = None,
     splits: Sequence[str] | None = None,
-) -> tuple[list[dict[str, Any]], int]:
-    """Results per split (`splits`, by default the test splits) and search, and how many
-    files were skipped; each search's transcripts written to `outputs` (`write_outputs`)
-    when given."""
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+    """Results per split (`splits`, by default the test splits) and search, the same per
+    voice of the splits with several (`voice_results`), and how many files were skipped;
+    each search's transcripts written to `outputs` (`write_outputs`) when given."""
     from seq2seq.data.characters import error_rates
     from seq2seq.transcription import MAX_BATCH_ROWS
 
-    results, skipped_files = [], 0
+    results, by_voice, skipped_files = [], [], 0
     for path in split_files(data_dir, splits, SPEECH_TEST_SPLITS):
-        signals, references, files, skipped = load_split(path, transcriber.sample_rate, limit)
+        signals, references, files, voices, skipped = load_split(
+            path, transcriber.sample_rate, limit
+        )
         skipped_files += skipped
         name = path.name.removesuffix(".tsv")
         if not signals:
@@ -136,7 +147,36 @@ def transcription_results(
                     "example": {"reference": references[0], "output": hypotheses[0]},
                 }
             )
-    return results, skipped_files
+            labels = {"split": name, "search": search}
+            by_voice += voice_results(voices, references, hypotheses, labels)
+    return results, by_voice, skipped_files
+
+
+def voice_results(
+    voices: Sequence[str],
+    references: Sequence[str],
+    hypotheses: Sequence[str],
+    labels: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """WER and CER per voice (rows of `labels`, `voice`, `utterances`, `wer`, `cer`, by
+    voice name), or none when the utterances do not come from several named voices.
+
+    >>> rows = voice_results(["a", "b", "a"], ["x y", "z", "x"], ["x y", "w", "y"], {})
+    >>> [(row["voice"], row["utterances"], row["wer"]) for row in rows]
+    [('a', 2, 33.33), ('b', 1, 100.0)]
+    """
+    from seq2seq.data.characters import error_rates
+
+    names = sorted(set(voices))
+    if len(names) < 2 or "" in names:
+        return []
+    rows = []
+    for voice in names:
+        indices = [index for index, name in enumerate(voices) if name == voice]
+        wer, cer = error_rates([references[i] for i in indices], [hypotheses[i] for i in indices])
+        scores = {"utterances": len(indices), "wer": round(wer, 2), "cer": round(cer, 2)}
+        rows.append({**labels, "voice": voice, **scores})
+    return rows
 
 
 def _transcribe_texts(transcriber: Any, signals: list, beam_size: int | None) -> list[str]:
@@ -145,8 +185,8 @@ def _transcribe_texts(transcriber: Any, signals: list, beam_size: int | None) ->
 
 def evaluate_speech(
     model_dir: Path, data_dir: Path, args: argparse.Namespace
-) -> tuple[str, dict[str, Any], Sequence[Column], int]:
-    """Loads and scores a speech recognizer: `(name for the title, report, columns,
+) -> tuple[str, dict[str, Any], Sequence[Table], int]:
+    """Loads and scores a speech recognizer: `(name for the title, report, tables,
     status)`."""
     from seq2seq.transcription import SavedModelTranscriber
 
@@ -155,7 +195,7 @@ def evaluate_speech(
     transcriber = SavedModelTranscriber.load(model_dir)
     warm_up(transcriber, search_sizes)
     load_seconds = time.perf_counter() - start
-    results, skipped = transcription_results(
+    results, by_voice, skipped = transcription_results(
         transcriber, data_dir, search_sizes, args.limit, args.outputs, args.splits
     )
     report = {
@@ -163,5 +203,7 @@ def evaluate_speech(
         "load_seconds": round(load_seconds, 1),
         "skipped_files": skipped,
         "results": results,
+        "by_voice": by_voice,
     }
-    return "speech", report, SPEECH_COLUMNS, 1 if skipped else 0
+    tables = [("results", SPEECH_COLUMNS), ("by_voice", VOICE_COLUMNS)]
+    return "speech", report, tables, 1 if skipped else 0

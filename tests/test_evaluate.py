@@ -208,6 +208,53 @@ def test_evaluate_scores_the_splits_asked_for(tiny_asr_export, tiny_asr_corpus, 
     ]
 
 
+def test_evaluate_speech_scores_each_voice_of_a_split(
+    tiny_asr_export, tiny_asr_corpus, tmp_path, capsys
+):
+    # test-synthetic in two voices (with and without a speed x pitch variant, which is
+    # not part of the voice), test-real in one: only test-synthetic gets a table by voice.
+    utterances = read_speech_tsv(tiny_asr_corpus / "test-synthetic.tsv")[:7]
+    voices = ["tones:low@0.90x1.10", "tones:high"] * 3 + ["tones:low@1.10x1.00"]
+    directory = tmp_path / "asr-en"
+    directory.mkdir()
+    for split, split_voices in (("test-synthetic", voices), ("test-real", ["asterisk:a"] * 3)):
+        lines = [
+            f"{u.path}\t{u.transcript}\t{u.seconds}\t{voice}\n"
+            for u, voice in zip(utterances, split_voices, strict=False)
+        ]
+        (directory / f"{split}.tsv").write_text("".join(lines), encoding="utf-8")
+    report = tmp_path / "report.json"
+    argv = ["evaluate", "--model", str(tiny_asr_export), "--data", str(directory)]
+    assert main([*argv, "--beam-size", "1", "--json", str(report)]) == 0
+    output = capsys.readouterr().out
+
+    rows = json.loads(report.read_text(encoding="utf-8"))["by_voice"]
+    assert [(r["split"], r["search"], r["voice"], r["utterances"]) for r in rows] == [
+        ("test-synthetic", search, voice, count)
+        for search in ("ctc greedy", "greedy")
+        for voice, count in (("tones:high", 3), ("tones:low", 4))
+    ]
+    transcriber = SavedModelTranscriber.load(tiny_asr_export)
+    for voice, parity in (("tones:high", 1), ("tones:low", 0)):
+        chosen = [u for index, u in enumerate(utterances) if index % 2 == parity]
+        signals, references = load_utterances(chosen)
+        hypotheses = [t.text for t in transcriber.transcribe(signals, beam_size=1)]
+        (row,) = [r for r in rows if r["voice"] == voice and r["search"] == "greedy"]
+        assert row["wer"] == round(100 * jiwer.wer(references, hypotheses), 2)
+        assert row["cer"] == round(100 * jiwer.cer(references, hypotheses), 2)
+
+    # Printed as a second table after the one per split and search.
+    tables = output.split("\n\n")
+    assert len(tables) == 2, output
+    header, *voice_lines = tables[1].strip().splitlines()
+    assert header.split()[:4] == ["split", "search", "voice", "n"]
+    # Each line ends with the voice, n, WER and CER.
+    assert [tuple(line.split()[-4:-2]) for line in voice_lines] == [
+        ("tones:high", "3"),
+        ("tones:low", "4"),
+    ] * 2
+
+
 def test_evaluate_help_describes_both_model_kinds(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "1000")  # argparse would wrap test-synthetic at its hyphen
     with pytest.raises(SystemExit) as exit_info:
