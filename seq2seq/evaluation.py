@@ -262,10 +262,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(f"{PROG}: {error.filename}: cannot write ({error.strerror})", file=sys.stderr)
         return 2
     print(f"{model_dir} ({name}), loaded in {report['load_seconds']:.1f}s")
-    for number, (key, columns) in enumerate(table for table in tables if report.get(table[0])):
+    shown = [(report[key], columns) for key, columns in tables if report.get(key)]
+    for number, (rows, columns) in enumerate(shown):
         if number:
-            print()
-        print_table(report[key], columns)
+            print()  # a blank line between tables
+        print_table(rows, columns)
     if args.json:
         try:
             write_report(args.json, {"model": str(model_dir), "kind": kind, **report})

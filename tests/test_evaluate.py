@@ -220,7 +220,7 @@ def test_evaluate_speech_scores_each_voice_of_a_split(
     for split, split_voices in (("test-synthetic", voices), ("test-real", ["asterisk:a"] * 3)):
         lines = [
             f"{u.path}\t{u.transcript}\t{u.seconds}\t{voice}\n"
-            for u, voice in zip(utterances, split_voices, strict=False)
+            for u, voice in zip(utterances[: len(split_voices)], split_voices, strict=True)
         ]
         (directory / f"{split}.tsv").write_text("".join(lines), encoding="utf-8")
     report = tmp_path / "report.json"
