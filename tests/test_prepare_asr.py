@@ -2,7 +2,8 @@
 
 The end-to-end tests run the command in a subprocess (two synthesis workers) on a
 text file of a few hundred made-up sentences and a fake Asterisk set of WAV prompts.
-They skip where espeak-ng is missing (`scripts/setup` installs it as root).
+They skip where espeak-ng is missing, and the pitch tests where flite or festival's
+kal voice is (`scripts/setup` installs them as root).
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import librosa
 import numpy as np
 import pytest
 import soundfile
 
 from audio.io import to_wav_bytes
-from audio.synthesis import Voice, engine_problem, list_voices, prosody_ranges
+from audio.synthesis import Voice, engine_problem, list_voices, prosody_ranges, synthesize
 from seq2seq.data.asterisk import decode_prompt, evaluation_transcripts, read_asterisk_transcripts
 from seq2seq.data.speech import plan_split
 from seq2seq.data.speech_text import Sentence, select_sentences
@@ -178,8 +180,26 @@ def test_voice_names_and_prosody():
     assert voice.name == "flite:slt" and voice.label == "flite:slt@1.10x0.90"
     assert prosody_ranges(Voice.from_name("espeak-ng:en-us+m1")) == ((0.8, 190 / 175), (0.6, 1.4))
     assert prosody_ranges(Voice.from_name("flite:rms"))[1] is None
+    assert prosody_ranges(Voice.from_name("festival:kal_diphone"))[1] == (0.75, 1.35)
+    assert prosody_ranges(Voice.from_name("festival:cmu_us_slt_arctic_hts"))[1] is None
     with pytest.raises(ValueError, match="unknown engine"):
         Voice("say", "alex")
+
+
+@pytest.mark.parametrize("name", ["flite:slt", "flite:kal16", "festival:kal_diphone"])
+def test_pitch_scales_the_voice_f0(name):
+    voice = Voice.from_name(name)
+    if voice.name not in {installed.name for installed in list_voices([voice.engine])}:
+        pytest.skip(f"{name} is not installed")
+    text = "The quick brown fox jumps over the lazy dog and runs away."
+    low, high = prosody_ranges(voice)[1]
+    f0 = {}
+    for pitch in (low, 1.0, high):
+        audio = synthesize(text, voice.with_prosody(1.0, pitch))
+        frames, _, _ = librosa.pyin(audio, fmin=50, fmax=500, sr=16000)
+        f0[pitch] = np.nanmedian(frames)
+    assert f0[low] / f0[1.0] == pytest.approx(low, rel=0.1)
+    assert f0[high] / f0[1.0] == pytest.approx(high, rel=0.1)
 
 
 def test_plan_keeps_held_out_voices_apart():
