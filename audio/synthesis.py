@@ -193,14 +193,15 @@ def prosody_ranges(voice: Voice) -> tuple[tuple[float, float], tuple[float, floa
     0.75-1.35 times their own, except for voices whose pitch does not move (flite's
     `rms`, festival's HTS voice); piper's pitch stays as it is.
     """
-    pitch = _PITCH.get(voice.engine)
-    if voice.engine != "espeak-ng" and _voice_f0(voice) is None:
-        pitch = None
+    pitch = _PITCH.get(voice.engine) if _pitch_base(voice) is not None else None
     return _SPEED.get(voice.engine, _DEFAULT_SPEED), pitch
 
 
-def _voice_f0(voice: Voice) -> float | tuple[float, float] | None:
-    """The F0 that pitch 1.0 keeps: flite's mean, festival's (mean, std), else None."""
+def _pitch_base(voice: Voice) -> float | tuple[float, float] | None:
+    """What pitch 1.0 keeps: espeak-ng's pitch setting (0-99), flite's mean F0,
+    festival's F0 targets (mean, std); None for a voice whose pitch does not move."""
+    if voice.engine == "espeak-ng":
+        return ESPEAK_PITCH
     if voice.engine == "flite":
         return FLITE_VOICES.get(voice.voice, (None, None))[1]
     if voice.engine == "festival":
@@ -373,7 +374,7 @@ def synthesize_flite(text: str, voice: Voice) -> bytes:
         source.write_text(text, encoding="utf-8")
         command = ["flite", "-voice", voice.voice, "-f", str(source), "-o", str(output)]
         command += ["--setf", f"duration_stretch={1.0 / voice.speed:.4f}"]
-        mean = _voice_f0(voice)
+        mean = _pitch_base(voice)
         if mean is not None and voice.pitch != 1.0:
             command += ["--setf", f"int_f0_target_mean={mean * voice.pitch:.1f}"]
         return _run(command, voice, text, output)
@@ -391,7 +392,7 @@ def synthesize_festival(text: str, voice: Voice) -> bytes:
         else:
             speed = f"(Parameter.set 'Duration_Stretch {1.0 / voice.speed:.4f})"
         command = ["text2wave", "-eval", f"(voice_{voice.voice})", "-eval", speed]
-        f0 = _voice_f0(voice)
+        f0 = _pitch_base(voice)
         if f0 is not None and voice.pitch != 1.0:
             # The voice's linear-regression F0 targets, mean and spread scaled alike
             # (the model's own statistics, 170 and 34 Hz, are the same for both voices).

@@ -167,12 +167,13 @@ def voice_results(
     """
     from seq2seq.data.characters import error_rates
 
-    names = sorted(set(voices))
-    if len(names) < 2 or "" in names:
+    groups: dict[str, list[int]] = {}
+    for index, name in enumerate(voices):  # one pass: the utterances of each voice
+        groups.setdefault(name, []).append(index)
+    if len(groups) < 2 or "" in groups:
         return []
     rows = []
-    for voice in names:
-        indices = [index for index, name in enumerate(voices) if name == voice]
+    for voice, indices in sorted(groups.items()):
         wer, cer = error_rates([references[i] for i in indices], [hypotheses[i] for i in indices])
         scores = {"utterances": len(indices), "wer": round(wer, 2), "cer": round(cer, 2)}
         rows.append({**labels, "voice": voice, **scores})
