@@ -29,7 +29,7 @@ from seq2seq.config import FrontEndSection, SpecAugmentSection, SpeechModelConfi
 from seq2seq.data.characters import BLANK_ID, BOS_ID, EOS_ID, PAD_ID, VOCAB_SIZE
 from seq2seq.decoders import AttentionDecoder
 from seq2seq.encoders import RNNEncoder
-from seq2seq.training.losses import SmoothedCrossEntropy
+from seq2seq.training.losses import SmoothedCrossEntropy, ctc_loss
 from seq2seq.utils import decoding
 from seq2seq.utils.ctc import CTCPrefixScorer, ctc_greedy_search
 from seq2seq.utils.ngram import NgramScorer
@@ -311,16 +311,13 @@ class Transcriber(keras.Model):
         ce = self.cross_entropy(y, y_pred["logits"])
         labels = ops.where(ops.equal(y, EOS_ID), PAD_ID, y)
         label_lengths = ops.sum(ops.cast(ops.not_equal(labels, PAD_ID), "int32"), axis=1)
-        ctc = ops.ctc_loss(
+        ctc = ctc_loss(
             labels,
             ops.cast(y_pred["ctc_logits"], "float32"),
             label_lengths,
             y_pred["ctc_lengths"],
-            mask_index=BLANK_ID,
+            blank_id=BLANK_ID,
         )
-        # An utterance too short for its transcript has no alignment (infinite loss):
-        # it teaches nothing, and must not make the batch's loss infinite.
-        ctc = ops.where(ops.isfinite(ctc), ctc, 0.0)
         ctc = ops.sum(ctc) / ops.maximum(ops.cast(ops.sum(label_lengths), "float32"), 1.0)
         self.ce_tracker.update_state(ce)
         self.ctc_tracker.update_state(ctc)

@@ -1,8 +1,10 @@
+import itertools
+
 import numpy as np
 import pytest
 from keras import ops
 
-from seq2seq.training.losses import SmoothedCrossEntropy
+from seq2seq.training.losses import SmoothedCrossEntropy, ctc_loss
 
 
 def reference_loss(labels, logits, smoothing, pad_id=0):
@@ -47,3 +49,62 @@ def test_gradient_is_softmax_minus_the_smoothed_target():
 def test_rejects_smoothing_outside_zero_to_one():
     with pytest.raises(ValueError, match="label_smoothing"):
         SmoothedCrossEntropy(1.0)
+
+
+def brute_force_ctc(labels, logits, blank_id):
+    """-log of the summed probability of every frame path that collapses to `labels`
+    (merge repeats, drop blanks), in float64 NumPy; inf when none does."""
+    frames, classes = logits.shape
+    log_probs = logits.astype("float64") - np.log(np.exp(logits.astype("float64")).sum(-1))[:, None]
+    total = 0.0
+    for path in itertools.product(range(classes), repeat=frames):
+        merged = [c for i, c in enumerate(path) if i == 0 or c != path[i - 1]]
+        if [c for c in merged if c != blank_id] == list(labels):
+            total += np.exp(log_probs[np.arange(frames), path].sum())
+    return -np.log(total) if total else np.inf
+
+
+@pytest.mark.parametrize("blank_id", [0, 2])
+def test_ctc_loss_sums_every_alignment(blank_id):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(2)
+    logits = rng.normal(size=(4, 5, 4)).astype("float32")
+    others = [c for c in range(4) if c != blank_id]
+    labels = np.array([others[:2], [others[0], others[0]], others[2:3] + [0], others[:2]])
+    label_lengths = np.array([2, 2, 1, 2])
+    # The last sequence has 1 frame for 2 labels: no alignment.
+    logit_lengths = np.array([5, 4, 3, 1])
+    expected = [
+        brute_force_ctc(labels[b, : label_lengths[b]], logits[b, : logit_lengths[b]], blank_id)
+        for b in range(4)
+    ]
+    assert np.isinf(expected[3])
+    variable = tf.constant(logits)
+    with tf.GradientTape() as tape:
+        tape.watch(variable)
+        loss = ctc_loss(labels, variable, label_lengths, logit_lengths, blank_id=blank_id)
+    gradient = tape.gradient(loss, variable).numpy()
+    np.testing.assert_allclose(loss.numpy(), [*expected[:3], 0.0], rtol=1e-5)
+    # Frames after a sequence's length, and a sequence with no alignment, get no gradient.
+    assert not gradient[1, 4:].any() and not gradient[2, 3:].any() and not gradient[3].any()
+
+
+def test_ctc_loss_equals_keras_ctc_loss_and_its_gradient():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(3)
+    logits = tf.constant(rng.normal(size=(3, 60, 31)).astype("float32"))
+    label_lengths = np.array([20, 7, 25])
+    labels = rng.integers(1, 31, size=(3, 25))
+    labels[np.arange(25)[None, :] >= label_lengths[:, None]] = 0
+    logit_lengths = np.array([60, 41, 52])
+    losses = []
+    for function in (ctc_loss, lambda *args, **kwargs: ops.ctc_loss(*args, mask_index=0)):
+        with tf.GradientTape() as tape:
+            tape.watch(logits)
+            loss = function(labels, logits, label_lengths, logit_lengths)
+        losses.append((loss.numpy(), tape.gradient(loss, logits).numpy()))
+    (ours, our_gradient), (keras_loss, keras_gradient) = losses
+    np.testing.assert_allclose(ours, keras_loss, rtol=1e-5)
+    np.testing.assert_allclose(our_gradient, keras_gradient, atol=1e-4)
