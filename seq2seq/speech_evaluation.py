@@ -1,7 +1,8 @@
 """`seq2seq evaluate` for speech recognizers: jiwer WER and CER in percent on the test
 splits of a prepared speech corpus (`test-synthetic`: held-out voices, `test-real`:
-Asterisk recordings), greedy and beam, with the real-time factor, and per voice where a
-split has several (the TSV's voice column without its `@speed x pitch` variant).
+Asterisk recordings), greedy and beam, with the real-time factor, and per engine and
+per voice where a split has several (the TSV's voice column, `engine:voice`, without its
+`@speed x pitch` variant).
 
 Transcripts are compared as training's dev WER compares them
 (`seq2seq.data.characters.error_rates`: both sides normalized). The real-time factor is
@@ -42,11 +43,12 @@ SPEECH_COLUMNS: tuple[Column, ...] = (
     ("audio s", "audio_seconds", ">8.1f"),
     ("RTF", "rtf", ">6.3f"),
 )
-VOICE_COLUMNS: tuple[Column, ...] = (
-    *SPEECH_COLUMNS[:2],
-    ("voice", "voice", "<28"),
-    *SPEECH_COLUMNS[2:5],  # n, WER, CER
-)
+# The tables per group of utterances, by their report key: its grouping column, then n,
+# WER and CER.
+GROUP_COLUMNS: dict[str, tuple[Column, ...]] = {
+    f"by_{group}": (*SPEECH_COLUMNS[:2], (group, group, f"<{width}"), *SPEECH_COLUMNS[2:5])
+    for group, width in (("engine", 10), ("voice", 28))
+}
 
 
 class Split(NamedTuple):
@@ -96,14 +98,16 @@ def transcription_results(
     limit: int | None,
     outputs: Path | None = None,
     splits: Sequence[str] | None = None,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]], int]:
     """Results per split (`splits`, by default the test splits) and search, the same per
-    voice of the splits with several (`voice_results`), and how many files were skipped;
-    each search's transcripts written to `outputs` (`write_outputs`) when given."""
+    engine and per voice of the splits with several (`group_results`, by the keys of
+    `GROUP_COLUMNS`), and how many files were skipped; each search's transcripts written
+    to `outputs` (`write_outputs`) when given."""
     from seq2seq.data.characters import error_rates
     from seq2seq.transcription import MAX_BATCH_ROWS
 
-    results, by_voice, skipped_files = [], [], 0
+    results, skipped_files = [], 0
+    by_group: dict[str, list[dict[str, Any]]] = {key: [] for key in GROUP_COLUMNS}
     for path in split_files(data_dir, splits, SPEECH_TEST_SPLITS):
         signals, references, files, voices, skipped = load_split(
             path, transcriber.sample_rate, limit
@@ -148,35 +152,41 @@ def transcription_results(
                 }
             )
             labels = {"split": name, "search": search}
-            by_voice += voice_results(voices, references, hypotheses, labels)
-    return results, by_voice, skipped_files
+            engines = [voice.partition(":")[0] for voice in voices]
+            by_group["by_engine"] += group_results(
+                "engine", engines, references, hypotheses, labels
+            )
+            by_group["by_voice"] += group_results("voice", voices, references, hypotheses, labels)
+    return results, by_group, skipped_files
 
 
-def voice_results(
-    voices: Sequence[str],
+def group_results(
+    column: str,
+    groups: Sequence[str],
     references: Sequence[str],
     hypotheses: Sequence[str],
     labels: dict[str, Any],
 ) -> list[dict[str, Any]]:
-    """WER and CER per voice (rows of `labels`, `voice`, `utterances`, `wer`, `cer`, by
-    voice name), or none when the utterances do not come from several named voices.
+    """WER and CER per group of utterances (rows of `labels`, `column`: the group's
+    name, `utterances`, `wer`, `cer`, by name), or none when the utterances do not come
+    from several named groups.
 
-    >>> rows = voice_results(["a", "b", "a"], ["x y", "z", "x"], ["x y", "w", "y"], {})
+    >>> rows = group_results("voice", ["a", "b", "a"], ["x y", "z", "x"], ["x y", "w", "y"], {})
     >>> [(row["voice"], row["utterances"], row["wer"]) for row in rows]
     [('a', 2, 33.33), ('b', 1, 100.0)]
     """
     from seq2seq.data.characters import error_rates
 
-    groups: dict[str, list[int]] = {}
-    for index, name in enumerate(voices):  # one pass: the utterances of each voice
-        groups.setdefault(name, []).append(index)
-    if len(groups) < 2 or "" in groups:
+    members: dict[str, list[int]] = {}
+    for index, name in enumerate(groups):  # one pass: the utterances of each group
+        members.setdefault(name, []).append(index)
+    if len(members) < 2 or "" in members:
         return []
     rows = []
-    for voice, indices in sorted(groups.items()):
+    for name, indices in sorted(members.items()):
         wer, cer = error_rates([references[i] for i in indices], [hypotheses[i] for i in indices])
         scores = {"utterances": len(indices), "wer": round(wer, 2), "cer": round(cer, 2)}
-        rows.append({**labels, "voice": voice, **scores})
+        rows.append({**labels, column: name, **scores})
     return rows
 
 
@@ -196,7 +206,7 @@ def evaluate_speech(
     transcriber = SavedModelTranscriber.load(model_dir)
     warm_up(transcriber, search_sizes)
     load_seconds = time.perf_counter() - start
-    results, by_voice, skipped = transcription_results(
+    results, by_group, skipped = transcription_results(
         transcriber, data_dir, search_sizes, args.limit, args.outputs, args.splits
     )
     report = {
@@ -204,7 +214,7 @@ def evaluate_speech(
         "load_seconds": round(load_seconds, 1),
         "skipped_files": skipped,
         "results": results,
-        "by_voice": by_voice,
+        **by_group,
     }
-    tables = [("results", SPEECH_COLUMNS), ("by_voice", VOICE_COLUMNS)]
+    tables = [("results", SPEECH_COLUMNS), *GROUP_COLUMNS.items()]
     return "speech", report, tables, 1 if skipped else 0

@@ -208,13 +208,15 @@ def test_evaluate_scores_the_splits_asked_for(tiny_asr_export, tiny_asr_corpus, 
     ]
 
 
-def test_evaluate_speech_scores_each_voice_of_a_split(
+def test_evaluate_speech_scores_each_engine_and_voice_of_a_split(
     tiny_asr_export, tiny_asr_corpus, tmp_path, capsys
 ):
-    # test-synthetic in two voices (with and without a speed x pitch variant, which is
-    # not part of the voice), test-real in one: only test-synthetic gets a table by voice.
+    # test-synthetic in three voices of two engines (with and without a speed x pitch
+    # variant, which is not part of the voice), test-real in one: only test-synthetic
+    # gets tables by engine and by voice.
     utterances = read_speech_tsv(tiny_asr_corpus / "test-synthetic.tsv")[:7]
-    voices = ["tones:low@0.90x1.10", "tones:high"] * 3 + ["tones:low@1.10x1.00"]
+    voices = ["tones:low@0.90x1.10", "tones:high", "clicks:mid", "tones:low@1.10x1.00"]
+    voices += ["tones:high", "clicks:mid", "tones:low"]
     directory = tmp_path / "asr-en"
     directory.mkdir()
     for split, split_voices in (("test-synthetic", voices), ("test-real", ["asterisk:a"] * 3)):
@@ -228,31 +230,37 @@ def test_evaluate_speech_scores_each_voice_of_a_split(
     assert main([*argv, "--beam-size", "1", "--json", str(report)]) == 0
     output = capsys.readouterr().out
 
-    rows = json.loads(report.read_text(encoding="utf-8"))["by_voice"]
-    assert [(r["split"], r["search"], r["voice"], r["utterances"]) for r in rows] == [
-        ("test-synthetic", search, voice, count)
-        for search in ("ctc greedy", "greedy")
-        for voice, count in (("tones:high", 3), ("tones:low", 4))
-    ]
+    groups = {
+        "engine": {"clicks": [2, 5], "tones": [0, 1, 3, 4, 6]},
+        "voice": {"clicks:mid": [2, 5], "tones:high": [1, 4], "tones:low": [0, 3, 6]},
+    }
     transcriber = SavedModelTranscriber.load(tiny_asr_export)
-    for voice, parity in (("tones:high", 1), ("tones:low", 0)):
-        chosen = [u for index, u in enumerate(utterances) if index % 2 == parity]
-        signals, references = load_utterances(chosen)
-        hypotheses = [t.text for t in transcriber.transcribe(signals, beam_size=1)]
-        (row,) = [r for r in rows if r["voice"] == voice and r["search"] == "greedy"]
-        assert row["wer"] == round(100 * jiwer.wer(references, hypotheses), 2)
-        assert row["cer"] == round(100 * jiwer.cer(references, hypotheses), 2)
+    signals, references = load_utterances(utterances)
+    hypotheses = [t.text for t in transcriber.transcribe(signals, beam_size=1)]
+    full_report = json.loads(report.read_text(encoding="utf-8"))
+    for column, members in groups.items():
+        rows = full_report[f"by_{column}"]
+        assert [(r["split"], r["search"], r[column], r["utterances"]) for r in rows] == [
+            ("test-synthetic", search, name, len(indices))
+            for search in ("ctc greedy", "greedy")
+            for name, indices in members.items()
+        ]
+        for name, indices in members.items():
+            (row,) = [r for r in rows if r[column] == name and r["search"] == "greedy"]
+            chosen = ([references[i] for i in indices], [hypotheses[i] for i in indices])
+            assert row["wer"] == round(100 * jiwer.wer(*chosen), 2)
+            assert row["cer"] == round(100 * jiwer.cer(*chosen), 2)
 
-    # Printed as a second table after the one per split and search.
+    # Printed after the table per split and search: by engine, then by voice.
     tables = output.split("\n\n")
-    assert len(tables) == 2, output
-    header, *voice_lines = tables[1].strip().splitlines()
-    assert header.split()[:4] == ["split", "search", "voice", "n"]
-    # Each line ends with the voice, n, WER and CER.
-    assert [tuple(line.split()[-4:-2]) for line in voice_lines] == [
-        ("tones:high", "3"),
-        ("tones:low", "4"),
-    ] * 2
+    assert len(tables) == 3, output
+    for table, (column, members) in zip(tables[1:], groups.items(), strict=True):
+        header, *lines = table.strip().splitlines()
+        assert header.split()[:4] == ["split", "search", column, "n"]
+        # Each line ends with the group, n, WER and CER.
+        assert [tuple(line.split()[-4:-2]) for line in lines] == [
+            (name, str(len(indices))) for name, indices in members.items()
+        ] * 2
 
 
 def test_evaluate_help_describes_both_model_kinds(capsys, monkeypatch):
