@@ -63,8 +63,9 @@ def smoothed_cross_entropy(labels, logits, label_smoothing: float):
 
 def ctc_loss(labels, logits, label_lengths, logit_lengths, blank_id: int = 0):
     """Per-sequence CTC loss (negative log-likelihood of the labels), 0 with a zero
-    gradient for a sequence whose logits are too few for its labels (no alignment: it
-    teaches nothing, and must not make a batch's loss infinite).
+    gradient for a sequence whose frames are too few for its labels (one a label and one
+    more between repeated labels): it has no alignment and teaches nothing, and must not
+    make a batch's loss infinite (TensorFlow) or 1e5 (JAX).
 
     Under TensorFlow this is the C++ `CTCLoss` kernel over sparse labels, linear in
     the labels: `keras.ops.ctc_loss` passes dense labels to `tf.nn.ctc_loss`, whose
@@ -89,14 +90,24 @@ def ctc_loss(labels, logits, label_lengths, logit_lengths, blank_id: int = 0):
     >>> round(float(ctc_loss(np.array([[1, 2]]), logits, np.array([2]), np.array([3]))[0]), 4)
     1.6864
     """
-    if keras.backend.backend() != "tensorflow":
+    labels = ops.convert_to_tensor(labels, "int32")
+    label_lengths = ops.convert_to_tensor(label_lengths, "int32")
+    logit_lengths = ops.convert_to_tensor(logit_lengths, "int32")
+    after_first = ops.arange(1, ops.shape(labels)[1], dtype="int32")[None, :]
+    repeats = ops.equal(labels[:, 1:], labels[:, :-1]) & (after_first < label_lengths[:, None])
+    alignable = label_lengths + ops.sum(ops.cast(repeats, "int32"), axis=1) <= logit_lengths
+    logits = ops.cast(logits, "float32")
+    if keras.backend.backend() == "tensorflow":
+        loss = _tensorflow_ctc_loss(labels, logits, label_lengths, logit_lengths, blank_id)
+    else:
         loss = ops.ctc_loss(labels, logits, label_lengths, logit_lengths, mask_index=blank_id)
-        return ops.where(ops.isfinite(loss), loss, 0.0)
+    # Either loss has a finite gradient there, which the zero upstream cancels.
+    return ops.where(alignable, loss, 0.0)
+
+
+def _tensorflow_ctc_loss(labels, logits, label_lengths, logit_lengths, blank_id: int):
     import tensorflow as tf
 
-    labels = tf.convert_to_tensor(labels, tf.int32)
-    label_lengths = tf.convert_to_tensor(label_lengths, tf.int32)
-    logits = tf.cast(logits, tf.float32)
     classes = tf.shape(logits)[-1]
     # The kernel's blank is the last class: rotate the classes so that `blank_id` is.
     logits = tf.roll(logits, shift=-(blank_id + 1), axis=-1)
@@ -108,8 +119,8 @@ def ctc_loss(labels, logits, label_lengths, logit_lengths, blank_id: int = 0):
     return tf.compat.v1.nn.ctc_loss(
         sparse,
         logits,
-        tf.convert_to_tensor(logit_lengths, tf.int32),
-        ignore_longer_outputs_than_inputs=True,
+        logit_lengths,
+        ignore_longer_outputs_than_inputs=True,  # else more labels than frames is an error
         time_major=False,
     )
 

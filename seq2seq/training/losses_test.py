@@ -1,5 +1,10 @@
+import importlib.util
 import itertools
+import os
+import subprocess
+import sys
 
+import keras
 import numpy as np
 import pytest
 from keras import ops
@@ -64,47 +69,74 @@ def brute_force_ctc(labels, logits, blank_id):
     return -np.log(total) if total else np.inf
 
 
-@pytest.mark.parametrize("blank_id", [0, 2])
-def test_ctc_loss_sums_every_alignment(blank_id):
+def loss_and_gradient(function, logits):
+    """`function(logits)` and the gradient of its sum, under the active backend."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        gradient = jax.grad(lambda x: ops.sum(function(x)))(logits)
+        return np.asarray(function(logits)), np.asarray(gradient)
     import tensorflow as tf
 
-    rng = np.random.default_rng(2)
-    logits = rng.normal(size=(4, 5, 4)).astype("float32")
-    others = [c for c in range(4) if c != blank_id]
-    labels = np.array([others[:2], [others[0], others[0]], others[2:3] + [0], others[:2]])
-    label_lengths = np.array([2, 2, 1, 2])
-    # The last sequence has 1 frame for 2 labels: no alignment.
-    logit_lengths = np.array([5, 4, 3, 1])
-    expected = [
-        brute_force_ctc(labels[b, : label_lengths[b]], logits[b, : logit_lengths[b]], blank_id)
-        for b in range(4)
-    ]
-    assert np.isinf(expected[3])
     variable = tf.constant(logits)
     with tf.GradientTape() as tape:
         tape.watch(variable)
-        loss = ctc_loss(labels, variable, label_lengths, logit_lengths, blank_id=blank_id)
-    gradient = tape.gradient(loss, variable).numpy()
-    np.testing.assert_allclose(loss.numpy(), [*expected[:3], 0.0], rtol=1e-5)
-    # Frames after a sequence's length, and a sequence with no alignment, get no gradient.
-    assert not gradient[1, 4:].any() and not gradient[2, 3:].any() and not gradient[3].any()
+        loss = function(variable)
+    return loss.numpy(), tape.gradient(loss, variable).numpy()
+
+
+@pytest.mark.parametrize("blank_id", [0, 2])
+def test_ctc_loss_sums_every_alignment(blank_id):
+    rng = np.random.default_rng(2)
+    logits = rng.normal(size=(5, 5, 4)).astype("float32")
+    a, b, c = [c for c in range(4) if c != blank_id]
+    labels = np.array([[a, b], [a, a], [c, 0], [a, b], [b, b]])
+    label_lengths = np.array([2, 2, 1, 2, 2])
+    # No alignment for the last two: 1 frame for 2 labels, 2 frames for a repeated
+    # label (it needs a blank between).
+    logit_lengths = np.array([5, 4, 3, 1, 2])
+    expected = [
+        brute_force_ctc(labels[i, : label_lengths[i]], logits[i, : logit_lengths[i]], blank_id)
+        for i in range(5)
+    ]
+    assert np.isinf(expected[3:]).all()
+    loss, gradient = loss_and_gradient(
+        lambda x: ctc_loss(labels, x, label_lengths, logit_lengths, blank_id=blank_id), logits
+    )
+    np.testing.assert_allclose(loss, [*expected[:3], 0.0, 0.0], rtol=1e-5)
+    # Frames after a sequence's length, and sequences with no alignment, get no gradient.
+    assert not gradient[1, 4:].any() and not gradient[2, 3:].any() and not gradient[3:].any()
+    assert all(np.abs(gradient[i, : logit_lengths[i]]).sum(-1).all() for i in range(3))
 
 
 def test_ctc_loss_equals_keras_ctc_loss_and_its_gradient():
-    import tensorflow as tf
-
     rng = np.random.default_rng(3)
-    logits = tf.constant(rng.normal(size=(3, 60, 31)).astype("float32"))
+    logits = rng.normal(size=(3, 60, 31)).astype("float32")
     label_lengths = np.array([20, 7, 25])
     labels = rng.integers(1, 31, size=(3, 25))
     labels[np.arange(25)[None, :] >= label_lengths[:, None]] = 0
     logit_lengths = np.array([60, 41, 52])
-    losses = []
-    for function in (ctc_loss, lambda *args, **kwargs: ops.ctc_loss(*args, mask_index=0)):
-        with tf.GradientTape() as tape:
-            tape.watch(logits)
-            loss = function(labels, logits, label_lengths, logit_lengths)
-        losses.append((loss.numpy(), tape.gradient(loss, logits).numpy()))
-    (ours, our_gradient), (keras_loss, keras_gradient) = losses
+    ours, our_gradient = loss_and_gradient(
+        lambda x: ctc_loss(labels, x, label_lengths, logit_lengths), logits
+    )
+    keras_loss, keras_gradient = loss_and_gradient(
+        lambda x: ops.ctc_loss(labels, x, label_lengths, logit_lengths, mask_index=0), logits
+    )
     np.testing.assert_allclose(ours, keras_loss, rtol=1e-5)
     np.testing.assert_allclose(our_gradient, keras_gradient, atol=1e-4)
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow" or importlib.util.find_spec("jax") is None,
+    reason="JAX is not installed (or this run is already the JAX one)",
+)
+def test_ctc_loss_under_jax():
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", __file__, "-k", "ctc_loss_"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"},
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "3 passed" in result.stdout, result.stdout[-3000:]
