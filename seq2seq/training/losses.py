@@ -65,7 +65,8 @@ def ctc_loss(labels, logits, label_lengths, logit_lengths, blank_id: int = 0):
     """Per-sequence CTC loss (negative log-likelihood of the labels), 0 with a zero
     gradient for a sequence whose frames are too few for its labels (one a label and one
     more between repeated labels): it has no alignment and teaches nothing, and must not
-    make a batch's loss infinite (TensorFlow) or 1e5 (JAX).
+    make a batch's loss infinite (TensorFlow) or 1e5 (JAX). A sequence with no labels
+    scores its one path, all blanks.
 
     Under TensorFlow this is the C++ `CTCLoss` kernel over sparse labels, linear in
     the labels: `keras.ops.ctc_loss` passes dense labels to `tf.nn.ctc_loss`, whose
@@ -98,7 +99,17 @@ def ctc_loss(labels, logits, label_lengths, logit_lengths, blank_id: int = 0):
     alignable = label_lengths + ops.sum(ops.cast(repeats, "int32"), axis=1) <= logit_lengths
     logits = ops.cast(logits, "float32")
     if keras.backend.backend() == "tensorflow":
-        loss = _tensorflow_ctc_loss(labels, logits, label_lengths, logit_lengths, blank_id)
+        # The kernel refuses empty labels: it scores those sequences with one other
+        # label, and they take the all-blank path's loss instead.
+        empty = ops.equal(label_lengths, 0)
+        other = (blank_id + 1) % ops.shape(logits)[-1]
+        labels = ops.where(empty[:, None], other, labels)
+        loss = _tensorflow_ctc_loss(
+            labels, logits, ops.maximum(label_lengths, 1), logit_lengths, blank_id
+        )
+        frames = ops.arange(ops.shape(logits)[1], dtype="int32")[None, :] < logit_lengths[:, None]
+        blanks = ops.where(frames, ops.log_softmax(logits, axis=-1)[..., blank_id], 0.0)
+        loss = ops.where(empty, -ops.sum(blanks, axis=1), loss)
     else:
         loss = ops.ctc_loss(labels, logits, label_lengths, logit_lengths, mask_index=blank_id)
     # Either loss has a finite gradient there, which the zero upstream cancels.

@@ -88,25 +88,26 @@ def loss_and_gradient(function, logits):
 @pytest.mark.parametrize("blank_id", [0, 2])
 def test_ctc_loss_sums_every_alignment(blank_id):
     rng = np.random.default_rng(2)
-    logits = rng.normal(size=(5, 5, 4)).astype("float32")
+    logits = rng.normal(size=(6, 5, 4)).astype("float32")
     a, b, c = [c for c in range(4) if c != blank_id]
-    labels = np.array([[a, b], [a, a], [c, 0], [a, b], [b, b]])
-    label_lengths = np.array([2, 2, 1, 2, 2])
+    # The fourth has no labels: its one path is all blanks.
+    labels = np.array([[a, b], [a, a], [c, 0], [0, 0], [a, b], [b, b]])
+    label_lengths = np.array([2, 2, 1, 0, 2, 2])
     # No alignment for the last two: 1 frame for 2 labels, 2 frames for a repeated
     # label (it needs a blank between).
-    logit_lengths = np.array([5, 4, 3, 1, 2])
+    logit_lengths = np.array([5, 4, 3, 4, 1, 2])
     expected = [
         brute_force_ctc(labels[i, : label_lengths[i]], logits[i, : logit_lengths[i]], blank_id)
-        for i in range(5)
+        for i in range(6)
     ]
-    assert np.isinf(expected[3:]).all()
+    assert np.isinf(expected[4:]).all()
     loss, gradient = loss_and_gradient(
         lambda x: ctc_loss(labels, x, label_lengths, logit_lengths, blank_id=blank_id), logits
     )
-    np.testing.assert_allclose(loss, [*expected[:3], 0.0, 0.0], rtol=1e-5)
+    np.testing.assert_allclose(loss, [*expected[:4], 0.0, 0.0], rtol=1e-5)
     # Frames after a sequence's length, and sequences with no alignment, get no gradient.
-    assert not gradient[1, 4:].any() and not gradient[2, 3:].any() and not gradient[3:].any()
-    assert all(np.abs(gradient[i, : logit_lengths[i]]).sum(-1).all() for i in range(3))
+    assert not gradient[1, 4:].any() and not gradient[2, 3:].any() and not gradient[4:].any()
+    assert all(np.abs(gradient[i, : logit_lengths[i]]).sum(-1).all() for i in range(4))
 
 
 def test_ctc_loss_equals_keras_ctc_loss_and_its_gradient():
