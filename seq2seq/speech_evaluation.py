@@ -18,7 +18,7 @@ import argparse
 import functools
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -43,11 +43,16 @@ SPEECH_COLUMNS: tuple[Column, ...] = (
     ("audio s", "audio_seconds", ">8.1f"),
     ("RTF", "rtf", ">6.3f"),
 )
-# The tables per group of utterances, by their report key: its grouping column, then n,
-# WER and CER.
+# The groups of utterances scored apart: each group's name from an utterance's voice
+# (`engine:voice`), and the width of its column.
+GROUPS: dict[str, tuple[Callable[[str], str], int]] = {
+    "engine": (lambda voice: voice.partition(":")[0], 10),
+    "voice": (lambda voice: voice, 28),
+}
+# Their tables, by report key: the grouping column, then n, WER and CER.
 GROUP_COLUMNS: dict[str, tuple[Column, ...]] = {
     f"by_{group}": (*SPEECH_COLUMNS[:2], (group, group, f"<{width}"), *SPEECH_COLUMNS[2:5])
-    for group, width in (("engine", 10), ("voice", 28))
+    for group, (_, width) in GROUPS.items()
 }
 
 
@@ -100,9 +105,9 @@ def transcription_results(
     splits: Sequence[str] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]], int]:
     """Results per split (`splits`, by default the test splits) and search, the same per
-    engine and per voice of the splits with several (`group_results`, by the keys of
-    `GROUP_COLUMNS`), and how many files were skipped; each search's transcripts written
-    to `outputs` (`write_outputs`) when given."""
+    group of `GROUPS` (engine, voice) of the splits with several (`group_results`, by
+    the keys of `GROUP_COLUMNS`), and how many files were skipped; each search's
+    transcripts written to `outputs` (`write_outputs`) when given."""
     from seq2seq.data.characters import error_rates
     from seq2seq.transcription import MAX_BATCH_ROWS
 
@@ -114,6 +119,7 @@ def transcription_results(
         )
         skipped_files += skipped
         name = path.name.removesuffix(".tsv")
+        group_names = {group: list(map(name_of, voices)) for group, (name_of, _) in GROUPS.items()}
         if not signals:
             print(f"{PROG}: warning: {path}: no utterance to score", file=sys.stderr)
             continue
@@ -152,11 +158,10 @@ def transcription_results(
                 }
             )
             labels = {"split": name, "search": search}
-            engines = [voice.partition(":")[0] for voice in voices]
-            by_group["by_engine"] += group_results(
-                "engine", engines, references, hypotheses, labels
-            )
-            by_group["by_voice"] += group_results("voice", voices, references, hypotheses, labels)
+            for group, names in group_names.items():
+                by_group[f"by_{group}"] += group_results(
+                    group, names, references, hypotheses, labels
+                )
     return results, by_group, skipped_files
 
 

@@ -99,17 +99,7 @@ def ctc_loss(labels, logits, label_lengths, logit_lengths, blank_id: int = 0):
     alignable = label_lengths + ops.sum(ops.cast(repeats, "int32"), axis=1) <= logit_lengths
     logits = ops.cast(logits, "float32")
     if keras.backend.backend() == "tensorflow":
-        # The kernel refuses empty labels: it scores those sequences with one other
-        # label, and they take the all-blank path's loss instead.
-        empty = ops.equal(label_lengths, 0)
-        other = (blank_id + 1) % ops.shape(logits)[-1]
-        labels = ops.where(empty[:, None], other, labels)
-        loss = _tensorflow_ctc_loss(
-            labels, logits, ops.maximum(label_lengths, 1), logit_lengths, blank_id
-        )
-        frames = ops.arange(ops.shape(logits)[1], dtype="int32")[None, :] < logit_lengths[:, None]
-        blanks = ops.where(frames, ops.log_softmax(logits, axis=-1)[..., blank_id], 0.0)
-        loss = ops.where(empty, -ops.sum(blanks, axis=1), loss)
+        loss = _tensorflow_ctc_loss(labels, logits, label_lengths, logit_lengths, blank_id)
     else:
         loss = ops.ctc_loss(labels, logits, label_lengths, logit_lengths, mask_index=blank_id)
     # Either loss has a finite gradient there, which the zero upstream cancels.
@@ -117,6 +107,20 @@ def ctc_loss(labels, logits, label_lengths, logit_lengths, blank_id: int = 0):
 
 
 def _tensorflow_ctc_loss(labels, logits, label_lengths, logit_lengths, blank_id: int):
+    import tensorflow as tf
+
+    # The kernel refuses empty labels: it scores those sequences with one other label,
+    # and they take the all-blank path's loss instead.
+    empty = tf.equal(label_lengths, 0)
+    classes = tf.shape(logits)[-1]
+    labels = tf.where(empty[:, None], (blank_id + 1) % classes, labels)
+    frames = tf.sequence_mask(logit_lengths, tf.shape(logits)[1])
+    blanks = tf.where(frames, tf.nn.log_softmax(logits)[..., blank_id], 0.0)
+    loss = _kernel_ctc_loss(labels, logits, tf.maximum(label_lengths, 1), logit_lengths, blank_id)
+    return tf.where(empty, -tf.reduce_sum(blanks, axis=1), loss)
+
+
+def _kernel_ctc_loss(labels, logits, label_lengths, logit_lengths, blank_id: int):
     import tensorflow as tf
 
     classes = tf.shape(logits)[-1]
