@@ -153,6 +153,38 @@ def test_init_from_an_export_widens_the_ctc_head(
         warm_start(build_asr_model(config), str(tiny_asr_export), tmp_path / "other")
 
 
+def test_init_from_an_export_grows_the_encoder(tiny_asr_corpus, tiny_asr_export, trained, tmp_path):
+    # A model with one more encoder layer starts from an export with fewer: the new
+    # layer adds nothing yet (zero input kernels and biases under its residual
+    # connection), so the encoder computes what the trained one does, and a gradient
+    # reaches the new layer, so training moves it.
+    config, checkpoint = copy.deepcopy(trained[0]), trained[1]
+    config.model.encoder_layers += 1
+    model = build_asr_model(config)
+    assert warm_start(model, str(tiny_asr_export), tmp_path / "run")
+    new_layer = model.encoder.rnns[-1]
+    for weight in new_layer.weights:
+        if weight.name != "recurrent_kernel":
+            assert not np.any(weight.numpy()), weight.path
+    signals, _ = load_utterances(read_speech_tsv(tiny_asr_corpus / "train.tsv")[:8])
+    audio, lengths = pad_audio(signals)
+    grown_memory = model.encode(audio, lengths)[0]
+    np.testing.assert_array_equal(grown_memory, checkpoint.encode(audio, lengths)[0])
+    assert transcribe_ids(model, signals, beam_size=0) == transcribe_ids(
+        checkpoint, signals, beam_size=0
+    )
+    with tf.GradientTape() as tape:
+        memory = model.encode(audio, lengths, training=True)[0]
+        loss = tf.reduce_sum(tf.square(memory))
+    kernel = new_layer.forward_layer.cell.kernel
+    assert np.any(tape.gradient(loss, kernel.value).numpy())
+    # Growing from more layers, or from none (the first has no residual connection), is
+    # refused.
+    for trained_layers in (0, config.model.encoder_layers + 1):
+        with pytest.raises(ValueError, match="cannot grow from"):
+            model.encoder.grow(trained_layers)
+
+
 def test_training_learns_the_tones(tiny_asr_run, tiny_asr_corpus, trained):
     for name in ("best.weights.h5", "training_curves.png", "config.yaml"):
         assert (tiny_asr_run / name).is_file(), name

@@ -74,6 +74,36 @@ class RNNEncoder(keras.layers.Layer):
             outputs = layer_outputs if index == 0 else outputs + layer_outputs
         return outputs, ops.concatenate([forward_state, backward_state], axis=-1)
 
+    def grow(self, trained_layers: int) -> list:
+        """Sets the layers from `trained_layers` on to add nothing, and returns their
+        variables: a model with `trained_layers` layers lacks them (training on from it
+        with more layers, `seq2seq.export.saved_model.assign_exported_variables`).
+
+        With zero input kernels and biases a GRU started from a zero state stays at zero
+        (its candidate is `tanh(r * (0 @ recurrent_kernel))`), so each such layer's
+        residual connection passes its input through and the encoder's outputs are
+        those of its first `trained_layers` layers. Training moves the input kernel of
+        the candidate first, whose gradient is not zero. The final state is the last
+        layer's, so it starts at zero.
+
+        Raises:
+            ValueError: if `trained_layers` is not between 1 and `num_layers`.
+        """
+        if not 1 <= trained_layers <= self.num_layers:
+            raise ValueError(
+                f"cannot grow from {trained_layers} layers to {self.num_layers}: the "
+                "first layer has no residual connection to pass its input through"
+            )
+        new = []
+        for rnn in self.rnns[trained_layers:]:
+            for direction in (rnn.forward_layer, rnn.backward_layer):
+                cell = direction.cell
+                for weight in (cell.kernel, cell.bias):
+                    if weight is not None:
+                        weight.assign(ops.zeros_like(weight))
+            new += rnn.weights
+        return new
+
     def get_config(self):
         return {
             **super().get_config(),

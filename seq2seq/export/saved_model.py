@@ -50,7 +50,13 @@ from tensorflow.core.protobuf import saved_model_pb2
 # Not public API, but the only way to list the ops a plugin library registers.
 from tensorflow.python.client import pywrap_tf_session
 
-from seq2seq.config import Config, TranslationDecodingConfig, config_from_dict, validate
+from seq2seq.config import (
+    Config,
+    TranslationDecodingConfig,
+    config_from_dict,
+    load_config,
+    validate,
+)
 from seq2seq.data.pipeline import SubwordTokenizer
 from seq2seq.export import EXPORT_INFO, next_version, resolve_model_dir
 from seq2seq.models.translator import EOS_ID, PAD_ID, Translator
@@ -444,9 +450,14 @@ def assign_exported_variables(model: Any, path: str | Path) -> None:
     values = getattr(tf.saved_model.load(str(export_dir)), "model_variables", None)
     if values is None:
         raise ValueError(f"{export_dir}: not a SavedModel of `seq2seq export`")
+    # A model with more layers than the exported one sets its new layers to add
+    # nothing and keeps them out of the assignment (`Transcriber.grow_from`).
+    grow = getattr(model, "grow_from", None)
+    config_file = export_dir / "assets" / "config.yaml"
+    new = {id(v) for v in grow(load_config(config_file).model)} if grow else set()
     # Random-number states are not learned, and a model may have more or fewer of them
     # than the exported one (SpecAugment switched on or off).
-    variables = [v for v in model.variables if _SEED_STATE not in v.path]
+    variables = [v for v in model.variables if _SEED_STATE not in v.path and id(v) not in new]
     values = [value for value in values if _SEED_STATE not in value.name]
     if len(values) != len(variables):
         raise ValueError(
