@@ -158,6 +158,21 @@ def test_init_from_an_export_loads_the_weights_it_was_exported_from(
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy(), err_msg=ours.path)
 
 
+def test_init_from_an_export_grows_the_encoder(tiny_run, tiny_export, tmp_path):
+    # One more encoder layer than the export's: the trained layers are loaded and the new
+    # one adds nothing yet, so the encoder's memory is the trained model's.
+    config = load_run(tiny_run)
+    vocab_size = SubwordTokenizer(tiny_run / "spm.model").vocab_size
+    checkpoint = build_model(config, vocab_size)
+    checkpoint.load_weights(tiny_run / "best.weights.h5")
+    config.model.encoder_layers += 1
+    grown = build_model(config, vocab_size)
+    assert warm_start(grown, str(tiny_export), tmp_path / "fresh-run")
+    source = np.array([[5, 9, 12, 7, 2], [8, 6, 2, 0, 0]], dtype="int32")
+    np.testing.assert_array_equal(grown.encode(source)[0], checkpoint.encode(source)[0])
+    assert not np.any(grown.encoder.rnns[-1].forward_layer.cell.kernel.numpy())
+
+
 def test_init_from_a_bad_weights_file_is_a_one_line_error(tiny_config, tmp_path, capsys):
     not_weights = tmp_path / "notes.weights.h5"
     not_weights.write_text("not HDF5", encoding="utf-8")

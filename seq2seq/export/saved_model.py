@@ -58,6 +58,7 @@ from seq2seq.config import (
     validate,
 )
 from seq2seq.data.pipeline import SubwordTokenizer
+from seq2seq.encoders import RNNEncoder
 from seq2seq.export import EXPORT_INFO, next_version, resolve_model_dir
 from seq2seq.models.translator import EOS_ID, PAD_ID, Translator
 from seq2seq.utils.decoding import BeamSize
@@ -440,7 +441,8 @@ def assign_exported_variables(model: Any, path: str | Path) -> None:
     `model.variables` as `model_variables`) to the built `model`.
 
     Args:
-        model: a built model of the same model section (random-number states aside).
+        model: a built model of the same model section (random-number states aside),
+            or with more encoder layers.
         path: a version directory, or a model base directory (highest version).
 
     Raises:
@@ -450,11 +452,12 @@ def assign_exported_variables(model: Any, path: str | Path) -> None:
     values = getattr(tf.saved_model.load(str(export_dir)), "model_variables", None)
     if values is None:
         raise ValueError(f"{export_dir}: not a SavedModel of `seq2seq export`")
-    # A model with more layers than the exported one sets its new layers to add
-    # nothing and keeps them out of the assignment (`Transcriber.grow_from`).
-    grow = getattr(model, "grow_from", None)
-    config_file = export_dir / "assets" / "config.yaml"
-    new = {id(v) for v in grow(load_config(config_file).model)} if grow else set()
+    # A model with more encoder layers than the exported one starts its new layers
+    # adding nothing (`RNNEncoder.grow`); they have no exported values.
+    new = set()
+    if isinstance(getattr(model, "encoder", None), RNNEncoder):
+        trained = load_config(export_dir / "assets" / "config.yaml").model
+        new = {id(v) for v in model.encoder.grow(trained.encoder_layers)}
     # Random-number states are not learned, and a model may have more or fewer of them
     # than the exported one (SpecAugment switched on or off).
     variables = [v for v in model.variables if _SEED_STATE not in v.path and id(v) not in new]

@@ -304,13 +304,6 @@ class Transcriber(keras.Model):
                 return ops.tile(value, [1] * (len(shape) - 1) + [repeats])
         return value
 
-    def grow_from(self, trained) -> list:
-        """The variables a trained model of model section `trained` lacks, set so that
-        this model computes what that one does: the encoder layers beyond its
-        `encoder_layers` add nothing yet (`RNNEncoder.grow`). Other sections must match
-        (`seq2seq.export.saved_model.assign_exported_variables` calls this)."""
-        return self.encoder.grow(_model_config(trained).encoder_layers)
-
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """`ctc_weight * CTC + (1 - ctc_weight) * smoothed CE`, both per target character
         (the CE also counts EOS); tracked as `ce_loss` and `ctc_loss`."""
