@@ -9,10 +9,10 @@ inside its loop, so this module does as little as possible per step:
   the recurrent matmul(s), two sigmoids, one tanh and five element-wise ops;
 * backward: every factor that does not depend on the incoming gradient is
   computed for all steps before the loop (with TensorFlow's fused sigmoid and
-  tanh derivative kernels), so each step is one matmul per gate and six
-  element-wise ops; the weight gradients are then large matmuls over all steps after it
-  (and the input gradients come from autodiff of the hoisted projection, also
-  one matmul per gate);
+  tanh derivative kernels), so each step is one matmul per gate and eight
+  element-wise ops; the weight gradients are then large matmuls over all steps
+  after it (and the input gradients come from autodiff of the hoisted
+  projection, also one matmul per gate);
 * the batch runs as independent lanes, each with its own loop, so that the
   loops of different lanes fill different cores.
 
