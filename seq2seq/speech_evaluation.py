@@ -119,10 +119,10 @@ def transcription_results(
         )
         skipped_files += skipped
         name = path.name.removesuffix(".tsv")
-        group_names = {group: list(map(name_of, voices)) for group, (name_of, _) in GROUPS.items()}
         if not signals:
             print(f"{PROG}: warning: {path}: no utterance to score", file=sys.stderr)
             continue
+        group_names = {group: list(map(name_of, voices)) for group, (name_of, _) in GROUPS.items()}
         audio_seconds = sum(len(signal) for signal in signals) / transcriber.sample_rate
         for search, size in search_sizes:
             start = time.perf_counter()

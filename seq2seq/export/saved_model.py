@@ -50,13 +50,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 # Not public API, but the only way to list the ops a plugin library registers.
 from tensorflow.python.client import pywrap_tf_session
 
-from seq2seq.config import (
-    Config,
-    TranslationDecodingConfig,
-    config_from_dict,
-    load_config,
-    validate,
-)
+from seq2seq.config import Config, TranslationDecodingConfig, config_from_dict, validate
 from seq2seq.data.pipeline import SubwordTokenizer
 from seq2seq.encoders import RNNEncoder
 from seq2seq.export import EXPORT_INFO, next_version, resolve_model_dir
@@ -456,7 +450,7 @@ def assign_exported_variables(model: Any, path: str | Path) -> None:
     # adding nothing (`RNNEncoder.grow`); they have no exported values.
     new = set()
     if isinstance(getattr(model, "encoder", None), RNNEncoder):
-        trained = load_config(export_dir / "assets" / "config.yaml").model
+        trained = load_run(export_dir / "assets").model
         new = {id(v) for v in model.encoder.grow(trained.encoder_layers)}
     # Random-number states are not learned, and a model may have more or fewer of them
     # than the exported one (SpecAugment switched on or off).

@@ -191,7 +191,7 @@ def _recurrence_with_bptt(x_z, x_r, x_h, h0, recurrent_kernel, bias_h):
         # One matmul per gate rather than one over the three gates: that one needs
         # the factors concatenated before the loop (a copy of three [time, batch,
         # units] tensors) and the gradient tiled at every step; per gate, the
-        # training step of bench/gru.py is 2-6% faster at both of its shapes.
+        # training step of bench/gru.py is 0-4% faster at both of its shapes.
         transposed = [ops.transpose(u) for u in ops.split(recurrent_kernel, 3, axis=1)]
 
         def step(carry, slices):
