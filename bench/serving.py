@@ -8,8 +8,11 @@ the project's `RestClient` / `GrpcClient` with no retries, so every failure coun
 send one English sentence per request to `--signature` for `--warmup` seconds, then
 for `--duration` measured seconds. Every request's latency and error is recorded, and
 the server's RSS is sampled from /proc/PID/status. Then the same model is loaded in
-this process (`SavedModelTranslator`) and run on the same sentences, one per call and
-32 per call, sequentially, for `--inprocess-duration` seconds each.
+this process (`SavedModelTranslator`) and run on the same sentences for
+`--inprocess-duration` seconds each: one per call, one per call from two threads at
+once (what the unbatched server's two predict threads do), and 32 per call. Their
+ratio, `inprocess_batching_ceiling` (32 per call over two threads of one), is the most
+batching could gain at concurrency 32 with a server that cost nothing.
 
 Sentences are the first column of data/translate-en-fr/test-bible.tsv when it exists,
 else a built-in list. Throughput counts the requests that completed inside the
@@ -469,36 +472,61 @@ def bench_server(
 # ---------------------------------------------------------------- in-process peer
 
 
+# (threads, sentences per call) of the in-process peer. Two threads of one sentence are
+# what the unbatched server does with its two predict threads; one call of 32 is a
+# batching server with no overhead, so their ratio bounds what batching can gain.
+INPROCESS_RUNS = ((1, 1), (2, 1), (1, 32))
+
+
 def bench_inprocess(model: Path, sentences: list[str], args: argparse.Namespace) -> dict:
-    """The same model in this process, no server: one sentence per call, then 32."""
+    """The same model in this process, no server: `INPROCESS_RUNS`, one after another."""
     from seq2seq.inference import SavedModelTranslator
 
     log(f"in-process: loading {model}")
     translator = SavedModelTranslator.load(model)
     function = translator.signatures[args.signature]
     result = {"model_dir": str(translator.model_dir)}
-    for per_call in (1, 32):
+    for threads, per_call in INPROCESS_RUNS:
         batches = [sentences[i : i + per_call] for i in range(0, len(sentences), per_call)]
         for batch in batches[:2]:  # warm-up
             function(text=np.array(batch, dtype=object))
-        log(f"in-process: {per_call} sentence(s) per call for {args.inprocess_duration:g} s")
-        latencies, done, index = [], 0, 0
-        start = time.monotonic()
-        while time.monotonic() - start < args.inprocess_duration:
-            batch = batches[index % len(batches)]
+        log(
+            f"in-process: {per_call} sentence(s) per call on {threads} thread(s) "
+            f"for {args.inprocess_duration:g} s"
+        )
+        name = f"{per_call}_per_call" + (f"_{threads}_threads" if threads > 1 else "")
+        result[name] = _inprocess_load(function, batches, threads, args.inprocess_duration)
+    return result
+
+
+def _inprocess_load(function, batches: list[list[str]], threads: int, duration: float) -> dict:
+    """Calls `function` on `batches` in turn from `threads` threads for `duration` s."""
+    latencies: list[float] = []
+    sentences = [0] * threads
+    start = time.monotonic()
+
+    def worker(index: int) -> None:
+        for call in range(index, sys.maxsize, threads):
+            if time.monotonic() - start >= duration:
+                return
+            batch = batches[call % len(batches)]
             call_start = time.monotonic()
             function(text=np.array(batch, dtype=object))["text"].numpy()
-            latencies.append(time.monotonic() - call_start)
-            done += len(batch)
-            index += 1
-        elapsed = time.monotonic() - start
-        result[f"{per_call}_per_call"] = {
-            "calls": len(latencies),
-            "sentences": done,
-            "sentences_per_second": round(done / elapsed, 2),
-            "call_ms_p50": round(1e3 * float(np.median(latencies)), 1),
-        }
-    return result
+            latencies.append(time.monotonic() - call_start)  # list.append is thread-safe
+            sentences[index] += len(batch)
+
+    workers = [threading.Thread(target=worker, args=(index,)) for index in range(threads)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+    elapsed = time.monotonic() - start
+    return {
+        "calls": len(latencies),
+        "sentences": sum(sentences),
+        "sentences_per_second": round(sum(sentences) / elapsed, 2),
+        "call_ms_p50": round(1e3 * float(np.median(latencies)), 1),
+    }
 
 
 # ---------------------------------------------------------------- report
@@ -524,6 +552,12 @@ def ratios(report: dict, protocols: list[str], inprocess: dict | None) -> dict:
                     out[f"{protocol}_batching_{batching}_vs_inprocess_1_per_call"] = round(
                         run["sentences_per_second"] / peer, 2
                     )
+    if inprocess and "1_per_call_2_threads" in inprocess and "32_per_call" in inprocess:
+        out["inprocess_batching_ceiling"] = round(
+            inprocess["32_per_call"]["sentences_per_second"]
+            / inprocess["1_per_call_2_threads"]["sentences_per_second"],
+            2,
+        )
     return out
 
 
@@ -600,8 +634,8 @@ def main() -> int:
         "--inprocess-duration",
         type=float,
         default=20,
-        help="seconds of each in-process peer (1 and 32 sentences per call); "
-        "0: skip it (default: 20)",
+        help="seconds of each in-process peer (1 per call, 1 per call on 2 threads, "
+        "32 per call); 0: skip it (default: 20)",
     )
     parser.add_argument(
         "--timeout", type=float, default=120, help="seconds a request may take (default: 120)"
