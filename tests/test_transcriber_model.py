@@ -231,9 +231,9 @@ def test_joint_decoding_scores_are_the_weighted_decoder_ctc_and_lm_log_likelihoo
     ctc_weight, lm_weight
 ):
     """Every hypothesis of a joint beam search ends with EOS within the audio's frames,
-    and its score is `(1 - w) * decoder + w * CTC + lm_weight * LM` log-likelihood, each
-    computed apart: the decoder teacher-forced on the transcript, CTC by TensorFlow's
-    own loss, the language model by its NumPy look-up."""
+    and its score is `(1 - w) * decoder + w * CTC + lm_weight * LM` log-likelihood (LM
+    0 for an empty transcript), each computed apart: the decoder teacher-forced on the
+    transcript, CTC by TensorFlow's own loss, the language model by its NumPy look-up."""
     model = tiny_model()
     signals = [speech_like(1.3, 4), speech_like(0.7, 5)]
     audio, lengths = pad_audio(signals)
@@ -266,10 +266,38 @@ def test_joint_decoding_scores_are_the_weighted_decoder_ctc_and_lm_log_likelihoo
                 blank_index=characters.BLANK_ID,
             )[0]
             expected = (1 - ctc_weight) * decoder + ctc_weight * float(ctc)
-            expected += lm_weight * lm.log_prob(transcript)
+            if transcript:  # the language model leaves the empty transcript alone
+                expected += lm_weight * lm.log_prob(transcript)
             assert float(result.scores[row, k]) == pytest.approx(expected, rel=1e-3, abs=1e-3)
             checked += 1
     assert checked == 6
+
+
+def test_the_language_model_leaves_the_empty_transcript_to_the_acoustic_scores():
+    """Where the CTC head says blank at every frame (silence), the search with a language
+    model returns the empty transcript with the CTC score alone: the model's text has no
+    empty sentence, so its own log-prob for one (EOS right after BOS) is low, and added
+    to the score it would make the search write something for silence."""
+    model = tiny_model()
+    bias = np.full(model.ctc_head.bias.shape, -10.0, np.float32)
+    bias[characters.BLANK_ID :: characters.VOCAB_SIZE] = 10.0  # every upsampled frame
+    model.ctc_head.bias.assign(bias)
+    model.ctc_head.kernel.assign(np.zeros(model.ctc_head.kernel.shape, np.float32))
+    lm = tiny_lm()
+    assert lm.log_prob([]) < -5.0
+    audio, lengths = pad_audio([np.zeros(16000, np.float32), speech_like(0.8, 6)])
+    *_, ctc_logits, frame_lengths = model.encode(audio, lengths)
+    all_blank = -tf.nn.ctc_loss(
+        tf.zeros([2, 1], tf.int32), ctc_logits, tf.zeros([2], tf.int32), frame_lengths,
+        logits_time_major=False, blank_index=characters.BLANK_ID,
+    )  # fmt: skip
+    for beam_size in (1, 4):
+        result = model.search(
+            audio, lengths, beam_size=beam_size, length_penalty=1.0, ctc_weight=1.0,
+            lm=NgramScorer(lm), lm_weight=0.8,
+        )  # fmt: skip
+        np.testing.assert_array_equal(result.lengths[:, 0], [0, 0])
+        np.testing.assert_allclose(result.scores[:, 0], all_blank, rtol=1e-4, atol=1e-4)
 
 
 def test_stock_gru_twin_has_the_same_weights_and_function():

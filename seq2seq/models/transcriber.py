@@ -366,7 +366,8 @@ class Transcriber(keras.Model):
                 Default: 0.
             lm: a character language model for shallow fusion: with a positive
                 `lm_weight`, `lm_weight * log p_lm(next character)` is added to every
-                extension's score. Default: None.
+                extension's score but the empty transcript's (silence is for the
+                acoustic scores to call). Default: None.
             lm_weight: the language model's weight. Default: 0.
 
         Returns:
@@ -408,6 +409,14 @@ class Transcriber(keras.Model):
         uses_decoder = ctc_weight < 1.0  # CTC alone is much faster without it
         if not uses_decoder:
             memory, state = (), ()
+        eos = ops.equal(ops.arange(VOCAB_SIZE), EOS_ID)[None, :]
+
+        def empty_transcript(ids):
+            # EOS right after BOS. The language model scores what was said, not whether
+            # anything was: its text has no empty sentences, so it would rule the empty
+            # transcript out and make the search write something ("heh") for silence,
+            # where the acoustic scores say blank. That choice is theirs alone.
+            return ops.logical_and(ops.equal(ids, BOS_ID)[:, None], eos)
 
         def fused_step(ids, fused_state, fused_memory):
             decoder_state, ctc_state, lm_state = fused_state
@@ -423,7 +432,7 @@ class Transcriber(keras.Model):
                 scores += ctc_weight * ctc_scores
             if lm is not None:
                 lm_scores, lm_state = lm.step(ids, lm_state)
-                scores += lm_weight * lm_scores
+                scores += lm_weight * ops.where(empty_transcript(ids), 0.0, lm_scores)
             return scores, (decoder_state, ctc_state, lm_state), attention
 
         return fused_step, (*memory, emissions), (state, ctc_state, lm_state)
