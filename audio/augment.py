@@ -19,6 +19,7 @@ import numpy as np
 __all__ = [
     "add_noise",
     "augment_waveform",
+    "background_noise",
     "pink_noise",
     "signal_to_noise_db",
     "speed_perturb",
@@ -111,6 +112,25 @@ def add_noise(
         return audio.copy()
     scale = np.sqrt(signal_power / (noise_power * 10.0 ** (snr_db / 10.0)))
     return (audio + scale * clip).astype(np.float32)
+
+
+def background_noise(
+    num_samples: int,
+    rng: np.random.Generator,
+    level_db: tuple[float, float] = (-75.0, -25.0),
+) -> np.ndarray:
+    """Noise alone, as a recording where nobody speaks: white or pink (equally likely)
+    at an RMS level uniform in `level_db` dB below full scale.
+
+    Example:
+
+    >>> quiet = background_noise(16000, np.random.default_rng(0), level_db=(-40.0, -40.0))
+    >>> round(float(10 * np.log10(np.mean(quiet.astype(np.float64) ** 2))), 3)
+    -40.0
+    """
+    generator = (white_noise, pink_noise)[int(rng.integers(2))]
+    level = float(rng.uniform(*level_db))
+    return (generator(num_samples, rng) * 10.0 ** (level / 20.0)).astype(np.float32)
 
 
 def speed_perturb(audio: np.ndarray, factor: float, sample_rate: int = 16000) -> np.ndarray:

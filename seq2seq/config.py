@@ -98,6 +98,10 @@ class WaveAugmentConfig:
     speeds: list[float] = field(default_factory=lambda: [0.9, 1.0, 1.1])
     noise_probability: float = 0.5
     snr_db: list[float] = field(default_factory=lambda: [10.0, 30.0])  # uniform in [low, high]
+    # Fraction of training utterances replaced by noise alone with an empty transcript
+    # (`audio.augment.background_noise`), so that the model learns to write nothing where
+    # nobody speaks: without them it transcribes a noise-only recording as words.
+    noise_only_probability: float = 0.0
 
 
 @dataclass
@@ -361,6 +365,11 @@ def _validate_asr(config: Config, path: str | Path) -> None:
         raise ValueError(f"{path}: data.train must name a TSV file or list some, not {train!r}")
     if len(data.augment.snr_db) != 2 or not data.augment.speeds:
         raise ValueError(f"{path}: data.augment needs snr_db [low, high] and some speeds")
+    if not 0.0 <= data.augment.noise_only_probability < 1.0:
+        raise ValueError(
+            f"{path}: data.augment.noise_only_probability must be in [0, 1), got "
+            f"{data.augment.noise_only_probability}"
+        )
     if data.batch_seconds < data.max_seconds:
         raise ValueError(
             f"{path}: data.batch_seconds ({data.batch_seconds}) must hold one utterance of "

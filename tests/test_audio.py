@@ -18,6 +18,7 @@ import soundfile
 from audio.augment import (
     add_noise,
     augment_waveform,
+    background_noise,
     pink_noise,
     signal_to_noise_db,
     speed_perturb,
@@ -683,6 +684,19 @@ def test_waveform_augmentation_is_seeded():
         np.testing.assert_array_equal(a, b)
     assert len({len(a) for a in first}) > 1  # several speeds drawn
     assert not np.array_equal(first[0], first[1])
+
+
+def test_background_noise_is_white_or_pink_at_a_level_in_range():
+    kinds = set()
+    for seed in range(12):
+        noise = background_noise(32000, np.random.default_rng(seed), level_db=(-60.0, -30.0))
+        np.testing.assert_array_equal(
+            noise, background_noise(32000, np.random.default_rng(seed), level_db=(-60.0, -30.0))
+        )
+        assert -60.0 <= 10 * np.log10(np.mean(noise.astype(np.float64) ** 2)) <= -30.0
+        power = np.abs(np.fft.rfft(noise)) ** 2  # 0.5 Hz bins: below 500 Hz against above 4 kHz
+        kinds.add("pink" if power[1:1000].mean() > 10 * power[8000:].mean() else "white")
+    assert kinds == {"white", "pink"}
 
 
 def masked_counts(features, length):

@@ -12,10 +12,12 @@ import pytest
 import tensorflow as tf
 import yaml
 
+from audio.io import load_audio
 from seq2seq.config import (
     SpecAugmentSection,
     SpeechModelConfig,
     VTLPSection,
+    WaveAugmentConfig,
     config_from_dict,
     load_config,
 )
@@ -86,6 +88,7 @@ def test_configs_by_task():
         ({"task": "asr", "data": {"train": []}}, "data.train"),
         ({"task": "asr", "data": {"train": ["train.tsv", 3]}}, "data.train"),
         ({"task": "translate", "data": {"augment": {}}}, "augment"),
+        ({"task": "asr", "data": {"augment": {"noise_only_probability": 1}}}, "noise_only"),
     ],
 )
 def test_bad_asr_configs_name_the_problem(values, needle, tmp_path):
@@ -365,3 +368,33 @@ def test_training_batches_pad_audio_and_align_targets(tiny_asr_corpus):
             assert target_in[row][1 : len(chars) + 1].tolist() == chars
         rows += len(lengths)
     assert rows == 60  # every utterance once per epoch
+
+
+def test_some_training_utterances_become_noise_with_an_empty_transcript(tiny_asr_corpus):
+    utterances, ids = encode_utterances(read_speech_tsv(tiny_asr_corpus / "train.tsv"), 4.0)
+    clean = {len(load_audio(str(u.path), 16000)) for u in utterances[:60]}
+    augment = WaveAugmentConfig(speeds=[1.0], noise_probability=0.0, noise_only_probability=0.4)
+
+    def epoch(seed):
+        dataset = training_batches(
+            utterances[:60], ids[:60], 6.0, [1.0, 2.0], 4.0, augment=augment, seed=seed
+        )
+        rows = []
+        for inputs, target_out in dataset:
+            for row, length in enumerate(inputs["audio_length"].numpy()):
+                audio = inputs["audio"].numpy()[row, :length]
+                rows.append((audio, target_out.numpy()[row], inputs["target_in"].numpy()[row]))
+        return rows
+
+    rows = epoch(seed=2)
+    noise = [(audio, out, into) for audio, out, into in rows if out[0] == characters.EOS_ID]
+    assert len(rows) == 60 and 10 <= len(noise) <= 38
+    for audio, target_out, target_in in noise:
+        assert not target_out[1:].any() and target_in[0] == characters.BOS_ID
+        assert not target_in[1:].any()
+        level = 10 * np.log10(np.mean(audio.astype(np.float64) ** 2))
+        assert -76 < level < -24 and len(audio) in clean  # as long as the file it replaced
+    speech = [audio for audio, out, _ in rows if out[0] != characters.EOS_ID]
+    assert min(10 * np.log10(np.mean(a.astype(np.float64) ** 2)) for a in speech) > -24
+    again = epoch(seed=2)
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(rows, again, strict=True))

@@ -5,7 +5,8 @@ A corpus is what `seq2seq prepare asr` writes under `data/asr-en/`: TSV files of
 folder (16 kHz mono 16-bit WAV). Transcripts become character ids up front; the
 `tf.data` pipeline then shuffles file names, loads each file (`audio.io.load_audio`)
 and augments it (`audio.augment.augment_waveform`: speed perturbation, noise at a
-random SNR) in NumPy through `tf.numpy_function` - fine in a training input pipeline,
+random SNR; or, for a fraction of them, noise alone with an empty transcript) in NumPy
+through `tf.numpy_function` - fine in a training input pipeline,
 never in an exported model - and batches utterances of similar length together, so
 that a batch holds about `batch_seconds` of padded audio whatever its lengths.
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audio.augment import augment_waveform
+from audio.augment import augment_waveform, background_noise
 from audio.io import AudioError, load_audio
 from seq2seq.config import WaveAugmentConfig
 from seq2seq.data import characters
@@ -119,17 +120,20 @@ def encode_utterances(
 def _loader(sample_rate: int, augment: WaveAugmentConfig | None):
     """The NumPy function that loads (and augments) one file for `tf.numpy_function`."""
 
-    def load(path: bytes, seed: np.int64) -> np.ndarray:
+    def load(path: bytes, seed: np.int64, noise_only: np.bool_) -> np.ndarray:
         name = path.decode("utf-8", errors="replace")
         try:
             signal = load_audio(name, sample_rate)
         except AudioError as error:  # skipped by the pipeline: a bad file is no reason to stop
             warnings.warn(f"skipping a training file: {error}", stacklevel=1)
             return np.zeros(0, np.float32)
+        rng = np.random.default_rng(int(seed) & 0x7FFFFFFFFFFFFFFF)
+        if noise_only:
+            return background_noise(len(signal), rng)
         if augment is not None and augment.enabled:
             signal = augment_waveform(
                 signal,
-                np.random.default_rng(int(seed) & 0x7FFFFFFFFFFFFFFF),
+                rng,
                 sample_rate=sample_rate,
                 speeds=augment.speeds,
                 noise_probability=augment.noise_probability,
@@ -184,10 +188,18 @@ def training_batches(
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
     dataset = tf.data.Dataset.zip((dataset, seeds))
     load = _loader(sample_rate, augment)
+    noise_only_probability = augment.noise_only_probability if augment and augment.enabled else 0
 
     def load_example(example, example_seed):
         path, target = example
-        audio = tf.numpy_function(load, [path, example_seed], tf.float32, stateful=False)
+        noise_only = tf.constant(False)
+        if noise_only_probability > 0:
+            draw = tf.random.stateless_uniform([], tf.stack([example_seed, 1]))
+            noise_only = draw < noise_only_probability
+            target = tf.cond(noise_only, lambda: target[:0], lambda: target)
+        audio = tf.numpy_function(
+            load, [path, example_seed, noise_only], tf.float32, stateful=False
+        )
         audio.set_shape([None])
         return audio, tf.shape(audio)[0], target
 
