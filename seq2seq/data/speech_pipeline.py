@@ -128,7 +128,7 @@ def _loader(sample_rate: int, augment: WaveAugmentConfig | None):
             warnings.warn(f"skipping a training file: {error}", stacklevel=1)
             return np.zeros(0, np.float32)
         rng = np.random.default_rng(int(seed) & 0x7FFFFFFFFFFFFFFF)
-        if noise_only:
+        if noise_only:  # as long as the utterance it stands in for
             return background_noise(len(signal), rng)
         if augment is not None and augment.enabled:
             signal = augment_waveform(
