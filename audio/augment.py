@@ -55,6 +55,10 @@ def pink_noise(num_samples: int, rng: np.random.Generator) -> np.ndarray:
     return (noise / np.sqrt(power) if power > 0 else noise).astype(np.float32)
 
 
+NOISE_GENERATORS = {"white": white_noise, "pink": pink_noise}
+"""The synthetic noises by name, each `generator(num_samples, rng)` of unit power."""
+
+
 def signal_to_noise_db(signal: np.ndarray, noise: np.ndarray) -> float:
     """`10 log10(mean(signal**2) / mean(noise**2))` in dB."""
     signal, noise = np.asarray(signal, np.float64), np.asarray(noise, np.float64)
@@ -100,10 +104,9 @@ def add_noise(
     """
     audio = np.asarray(audio, np.float32)
     if isinstance(noise, str):
-        generators = {"white": white_noise, "pink": pink_noise}
-        if noise not in generators:
+        if noise not in NOISE_GENERATORS:
             raise ValueError(f"`noise` must be 'white', 'pink' or an array, got {noise!r}.")
-        clip = generators[noise](len(audio), rng)
+        clip = NOISE_GENERATORS[noise](len(audio), rng)
     else:
         clip = _fit_length(noise, len(audio), rng)
     signal_power = float(np.mean(np.square(audio, dtype=np.float64))) if audio.size else 0.0
@@ -128,7 +131,7 @@ def background_noise(
     >>> round(float(10 * np.log10(np.mean(quiet.astype(np.float64) ** 2))), 3)
     -40.0
     """
-    generator = (white_noise, pink_noise)[int(rng.integers(2))]
+    generator = list(NOISE_GENERATORS.values())[int(rng.integers(len(NOISE_GENERATORS)))]
     level = float(rng.uniform(*level_db))
     return (generator(num_samples, rng) * 10.0 ** (level / 20.0)).astype(np.float32)
 

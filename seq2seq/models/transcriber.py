@@ -411,13 +411,6 @@ class Transcriber(keras.Model):
             memory, state = (), ()
         eos = ops.equal(ops.arange(VOCAB_SIZE), EOS_ID)[None, :]
 
-        def empty_transcript(ids):
-            # EOS right after BOS. The language model scores what was said, not whether
-            # anything was: its text has no empty sentences, so it would rule the empty
-            # transcript out and make the search write something ("heh") for silence,
-            # where the acoustic scores say blank. That choice is theirs alone.
-            return ops.logical_and(ops.equal(ids, BOS_ID)[:, None], eos)
-
         def fused_step(ids, fused_state, fused_memory):
             decoder_state, ctc_state, lm_state = fused_state
             *decoder_memory, tiled_emissions = fused_memory
@@ -432,7 +425,12 @@ class Transcriber(keras.Model):
                 scores += ctc_weight * ctc_scores
             if lm is not None:
                 lm_scores, lm_state = lm.step(ids, lm_state)
-                scores += lm_weight * ops.where(empty_transcript(ids), 0.0, lm_scores)
+                # Not for EOS right after BOS. The language model scores what was said,
+                # not whether anything was: its text has no empty sentences, so it would
+                # rule the empty transcript out and make the search write something
+                # ("heh") for silence, where the acoustic scores say blank.
+                empty = ops.logical_and(ops.equal(ids, BOS_ID)[:, None], eos)
+                scores += lm_weight * ops.where(empty, 0.0, lm_scores)
             return scores, (decoder_state, ctc_state, lm_state), attention
 
         return fused_step, (*memory, emissions), (state, ctc_state, lm_state)
