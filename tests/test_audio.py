@@ -731,7 +731,7 @@ def test_front_end_layers_compute_in_float32_under_a_mixed_policy():
     import keras
 
     from audio.layers import VTLP, FeatureNormalization, LogMel, SpecAugment
-    from seq2seq.training.trainer import dtype_policy
+    from seq2seq.utils.precision import dtype_policy
 
     features = np.random.default_rng(0).normal(size=(2, 30, 80)).astype(np.float32)
     lengths = np.array([30, 12])

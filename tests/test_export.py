@@ -91,6 +91,7 @@ def test_layout_assets_and_signatures(tiny_export, export_dir):
         "beam_size": 3,
         "beam_sizes": [1, 2, 3, 4, 5, 8],
         "no_repeat_ngram_size": 0,
+        "dtype_policy": "float32",
     }
     check_serving_ops(export_dir)  # passes: core and tensorflow-text ops only
     assert saved_model.beam_sizes(6) == [1, 2, 3, 4, 5, 6, 8]  # a default gets its beam_N
@@ -310,6 +311,50 @@ def test_a_run_trained_under_a_mixed_policy_exports_a_float32_model(
     assert load_run(tmp_path / "m" / "1" / "assets").training.dtype_policy == "mixed_bfloat16"
 
 
+def test_a_bfloat16_export_stores_and_computes_in_bfloat16(tiny_export, export_dir, tmp_path):
+    # `--dtype-policy bfloat16`: half the variables' bytes, the same signatures and output
+    # dtypes, and (for a trained model) the float32 export's translations.
+    base = tmp_path / "m"
+    arguments = ["--run", str(tiny_export), "--model-base-path", str(base)]
+    assert main(["export", *arguments, "--dtype-policy", "bfloat16"]) == 0
+    exported = base / "1"
+    info = json.loads((exported / "assets" / "export.json").read_text(encoding="utf-8"))
+    assert info["dtype_policy"] == load_run(exported / "assets").decoding.dtype_policy == "bfloat16"
+    loaded, original = tf.saved_model.load(str(exported)), tf.saved_model.load(str(export_dir))
+    floats = {v.dtype for v in loaded.model_variables if v.dtype.is_floating}
+    assert floats == {tf.bfloat16}
+
+    def variables_bytes(directory: Path) -> int:
+        return sum(path.stat().st_size for path in (directory / "variables").iterdir())
+
+    assert variables_bytes(exported) < 0.6 * variables_bytes(export_dir)
+    sentences = tf.constant(SENTENCES)
+    for name in ("serving_default", "greedy"):
+        ours, theirs = (m.signatures[name](text=sentences) for m in (loaded, original))
+        assert ours["score"].dtype == tf.float32
+        assert ours["text"].numpy().tolist() == theirs["text"].numpy().tolist(), name
+        np.testing.assert_allclose(ours["score"], theirs["score"], rtol=0.05, atol=0.05)
+    # Exporting it again keeps its policy unless told otherwise.
+    assert main(["export", "--run", str(base), "--model-base-path", str(base)]) == 0
+    assert load_run(base / "2" / "assets").decoding.dtype_policy == "bfloat16"
+    assert (
+        main(
+            [
+                "export",
+                "--run",
+                str(base),
+                "--model-base-path",
+                str(base),
+                "--dtype-policy",
+                "float32",
+            ]
+        )
+        == 0
+    )
+    again = tf.saved_model.load(str(base / "3"))
+    assert {v.dtype for v in again.model_variables if v.dtype.is_floating} == {tf.float32}
+
+
 def test_an_export_exports_again_with_other_search_settings(
     tiny_export, export_dir, tmp_path, monkeypatch
 ):
@@ -335,6 +380,24 @@ def test_an_export_exports_again_with_other_search_settings(
     assert load_run(assets).decoding.beam_size == 2
     assert load_run(assets).model == load_run(export_dir / "assets").model
     assert (assets / "spm.model").read_bytes() == (export_dir / "assets" / "spm.model").read_bytes()
+
+
+def test_an_export_of_the_second_direction_exports_again_in_that_direction(
+    tiny_export, tmp_path, monkeypatch
+):
+    # The run's first direction is en-fr; an fr-en export exported again stays fr-en.
+    def identity_with_variables(model, *args):
+        module, signatures = _identity_module()
+        module.model_variables = [variable.value for variable in model.variables]
+        return module, signatures
+
+    monkeypatch.setattr(saved_model, "build_serving_module", identity_with_variables)
+    first, second = tmp_path / "first", tmp_path / "second"
+    run = ["--run", str(tiny_export), "--model-base-path", str(first), "--direction", "fr-en"]
+    assert main(["export", *run]) == 0
+    assert main(["export", "--run", str(first), "--model-base-path", str(second)]) == 0
+    info = json.loads((second / "1" / "assets" / "export.json").read_text(encoding="utf-8"))
+    assert info["direction"] == "fr-en"
 
 
 def test_bad_export_arguments_are_one_line_errors(tiny_run, tmp_path, capsys):

@@ -317,6 +317,28 @@ def test_an_export_exports_again_with_other_search_settings(tiny_asr_export, loc
         ]
 
 
+def test_a_bfloat16_export_transcribes_as_the_float32_one(tiny_asr_export, local, dev, tmp_path):
+    # The model's weights in bfloat16, the front-end's and the language model's as they
+    # were; a trained model's transcripts unchanged.
+    base = tmp_path / "asr-en"
+    arguments = ["--run", str(tiny_asr_export), "--model-base-path", str(base)]
+    assert main(["export", *arguments, "--dtype-policy", "bfloat16"]) == 0
+    loaded = tf.saved_model.load(str(base / "1"))
+    front_end = {v.dtype for v in loaded.model_variables if "log_mel" in v.name}
+    assert front_end == {tf.float32}  # its mel matrix: the front-end computes in float32
+    encoder = {v.dtype for v in loaded.model_variables if "encoder/" in v.name}
+    assert encoder == {tf.bfloat16}
+    assert {v.dtype for v in loaded.lm_variables} == {tf.int64, tf.uint8}
+    again = SavedModelTranscriber.load(base)
+    _, signals, _ = dev
+    for beam_size in (0, 1, 4):
+        ours, theirs = again.transcribe(signals, beam_size), local.transcribe(signals, beam_size)
+        assert [t.text for t in ours] == [t.text for t in theirs], beam_size
+        np.testing.assert_allclose(
+            [t.score for t in ours], [t.score for t in theirs], rtol=0.05, atol=0.05
+        )
+
+
 def test_fresh_process_matches_keras_search(tiny_asr_export, trained, dev, tmp_path):
     config, model = trained
     _, signals, _ = dev

@@ -31,9 +31,9 @@ from seq2seq.data.speech_pipeline import (
 )
 from seq2seq.models.transcriber import ConvSubsampling, Transcriber
 from seq2seq.training.asr import training_utterances
-from seq2seq.training.trainer import dtype_policy
 from seq2seq.utils.ctc import ctc_greedy_search
 from seq2seq.utils.ngram import CharNgramLM, NgramScorer
+from seq2seq.utils.precision import dtype_policy
 
 TINY = "configs/test-asr-tiny.yaml"
 

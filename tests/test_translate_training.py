@@ -257,10 +257,19 @@ def test_a_negative_no_repeat_ngram_size_names_the_key(tmp_path):
         load_config(bad)
 
 
-def test_an_unknown_dtype_policy_names_the_key_and_the_choices(tmp_path):
+@pytest.mark.parametrize(
+    ("section", "policy", "choices"),
+    [
+        ("training", "mixed_float16", "float32, mixed_bfloat16"),
+        ("decoding", "mixed_bfloat16", "float32, bfloat16"),  # an export's: no per-step casts
+    ],
+)
+def test_an_unknown_dtype_policy_names_the_key_and_the_choices(tmp_path, section, policy, choices):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("training:\n  dtype_policy: mixed_float16\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"bad.yaml: training.dtype_policy must be one of "):
+    bad.write_text(f"{section}:\n  dtype_policy: {policy}\n", encoding="utf-8")
+    with pytest.raises(
+        ValueError, match=rf"bad.yaml: {section}.dtype_policy must be one of {choices}, "
+    ):
         load_config(bad)
 
 

@@ -198,8 +198,8 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--direction",
         metavar="SRC-TGT",
-        help="translation direction to serve (default: the run's first direction; "
-        "translators only)",
+        help="translation direction to serve (default: that of the export RUN_DIR is, "
+        "else the run's first direction; translators only)",
     )
     parser.add_argument(
         "--beam-size",
@@ -247,6 +247,16 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
             "repetition loops; 0: off (default: the run's decoding.no_repeat_ngram_size)"
         ),
     )
+    parser.add_argument(
+        "--dtype-policy",
+        choices=("float32", "bfloat16"),
+        help=(
+            "what the export stores and computes in: bfloat16 halves the variables and "
+            "speeds up batched search on CPUs with AMX, but is emulated (slower) on CPUs "
+            "without bfloat16 units; the speech front-end and search scores stay float32 "
+            "(default: the run's decoding.dtype_policy, float32 unless set)"
+        ),
+    )
     parser.set_defaults(handler=run_export)
 
 
@@ -269,6 +279,7 @@ def run_export(args: argparse.Namespace) -> int:
             lm_weight=args.lm_weight,
             length_penalty=args.length_penalty,
             no_repeat_ngram_size=args.no_repeat_ngram,
+            dtype_policy=args.dtype_policy,
         )
     except (ValueError, OSError) as error:
         print(f"seq2seq export: error: {error}", file=sys.stderr)

@@ -49,6 +49,7 @@ from seq2seq.export.saved_model import (
 from seq2seq.models.transcriber import Transcriber
 from seq2seq.utils.decoding import BeamSize
 from seq2seq.utils.ngram import CharNgramLM, NgramScorer
+from seq2seq.utils.precision import dtype_policy
 
 ASR_BEAM_SIZES = (4, 8, 16)
 """Beam sizes that always get a `beam_N` signature (beam size 1 is `greedy`, 0 is
@@ -208,7 +209,7 @@ def export_transcriber(
 
     Args:
         base_path: TF Serving model base directory; created if missing.
-        config: the run's config.
+        config: the run's config; the model computes under its `decoding.dtype_policy`.
         weights: the weights files: one, or several to average (see `load_weights`).
         beam_size: beam size of `serving_default` (0: CTC greedy). Default:
             `decoding.beam_size`.
@@ -240,8 +241,9 @@ def export_transcriber(
         },
     )
     lm, lm_info = language_model(config) if config.decoding.lm_weight > 0.0 else (None, None)
-    model = Transcriber(config.model)
-    model.build()
+    with dtype_policy(config.decoding.dtype_policy):
+        model = Transcriber(config.model)
+        model.build()
     load_weights(model, weights)
     module, signatures = build_transcriber_module(model, config, beam_size, lm)
     sample_rate = model.front_end.sample_rate
@@ -255,6 +257,7 @@ def export_transcriber(
         "ctc_weight": config.decoding.ctc_weight,
         "lm": lm_info,
         "vocabulary": list(characters.VOCABULARY),
+        "dtype_policy": config.decoding.dtype_policy,
     }
     signals = warmup_audio(sample_rate)
 

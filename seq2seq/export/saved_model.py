@@ -40,6 +40,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
 import tensorflow as tf
 import tensorflow_text
@@ -55,6 +56,7 @@ from seq2seq.data.pipeline import SubwordTokenizer
 from seq2seq.encoders import RNNEncoder
 from seq2seq.export import EXPORT_INFO, next_version, resolve_model_dir
 from seq2seq.models.translator import EOS_ID, PAD_ID, Translator
+from seq2seq.utils import precision
 from seq2seq.utils.decoding import BeamSize
 
 BEAM_SIZES = (2, 3, 4, 5, 8)
@@ -467,7 +469,7 @@ def assign_exported_variables(model: Any, path: str | Path) -> None:
     if [tuple(value.shape) for value in values] != shapes:
         raise ValueError(f"{export_dir}: its variables do not have this model's shapes")
     for variable, value in zip(variables, values, strict=True):
-        variable.assign(value)
+        variable.assign(tf.cast(value, variable.dtype))  # exported under another dtype policy
 
 
 def load_weights(model: Any, files: Sequence[Path]) -> None:
@@ -501,8 +503,8 @@ def load_weights(model: Any, files: Sequence[Path]) -> None:
     if len(files) == 1:
         return
     for variable, total in zip(model.variables, totals, strict=True):
-        if np.issubdtype(np.dtype(variable.dtype), np.floating):
-            variable.assign((total / len(files)).astype(variable.dtype))
+        if keras.backend.is_float_dtype(variable.dtype):
+            variable.assign(tf.cast(total / len(files), variable.dtype))
 
 
 def load_run(run_dir: str | Path) -> Config:
@@ -565,6 +567,7 @@ def export_run(
     lm_weight: float | None = None,
     length_penalty: float | None = None,
     no_repeat_ngram_size: int | None = None,
+    dtype_policy: str | None = None,
 ) -> Path:
     """Exports a trained translator as the next version of a TF Serving model base dir.
 
@@ -580,7 +583,8 @@ def export_run(
         weights: weights file, or several to average (see `load_weights`). Default:
             `run_dir/best.weights.h5`, or the export that `run_dir` is.
         direction: `source-target` direction to serve, one of the run's
-            `data.directions`. Default: the first of them.
+            `data.directions`. Default: the export's when `run_dir` is one, else the
+            first of them.
         beam_size: beam size of `serving_default`. Default: the run's
             `decoding.beam_size`.
         ctc_weight, lm_weight: speech recognizers only: `decoding.ctc_weight` and
@@ -590,6 +594,8 @@ def export_run(
         no_repeat_ngram_size: translators only: `decoding.no_repeat_ngram_size` of the
             export's searches. Default: the run's. The export's `assets/config.yaml` records the
             config it was made with.
+        dtype_policy: `decoding.dtype_policy`, the Keras dtype policy the export computes
+            under ("float32" or "bfloat16"). Default: the run's (float32 unless set).
 
     Returns:
         The new version directory, `base_path/<version>`.
@@ -608,7 +614,12 @@ def export_run(
             pass  # neither: load_run names what is missing
         else:
             run_dir, weights = export_dir / "assets", weights or export_dir
+    exported_direction = None  # a translator export's own, not its run's first direction
+    if (run_dir / EXPORT_INFO).is_file():
+        info = json.loads((run_dir / EXPORT_INFO).read_text(encoding="utf-8"))
+        exported_direction = info.get("direction")
     config = load_run(run_dir)
+    config = override_decoding(config, {"dtype_policy": ("--dtype-policy", dtype_policy)})
     weights = weights_files(run_dir, weights)
     if config.task == "asr":  # a speech recognizer: seq2seq.export.asr
         translator_flags = {"--direction": direction, "--no-repeat-ngram": no_repeat_ngram_size}
@@ -623,7 +634,7 @@ def export_run(
     for flag, value in (("--ctc-weight", ctc_weight), ("--lm-weight", lm_weight)):
         if value is not None:
             raise ValueError(f"{run_dir}: {flag} is for speech recognizers, not translators")
-    direction = direction or config.data.directions[0]
+    direction = direction or exported_direction or config.data.directions[0]
     beam_size = config.decoding.beam_size if beam_size is None else beam_size
     if direction not in config.data.directions:
         raise ValueError(
@@ -641,8 +652,9 @@ def export_run(
     )
     source_language, target_language = direction.split("-")
     tokenizer = SubwordTokenizer(run_dir / "spm.model")
-    model = Translator(tokenizer.vocab_size, config.model)
-    model.build()
+    with precision.dtype_policy(config.decoding.dtype_policy):
+        model = Translator(tokenizer.vocab_size, config.model)
+        model.build()
     load_weights(model, weights)
     max_source_tokens = min(config.data.max_length, MAX_SOURCE_TOKENS)
     module, signatures = build_serving_module(
@@ -659,6 +671,7 @@ def export_run(
         "beam_size": beam_size,
         "beam_sizes": beam_sizes(beam_size),
         "no_repeat_ngram_size": config.decoding.no_repeat_ngram_size,
+        "dtype_policy": config.decoding.dtype_policy,
     }
     sentences = WARMUP_SENTENCES.get(source_language, WARMUP_SENTENCES["en"])
 

@@ -114,14 +114,14 @@ class GRUCell(keras.layers.Layer, DropoutRNNCell):
         self.kernel = self.add_weight(
             shape=(input_dim, 3 * self.units),
             name="kernel",
-            initializer=self.kernel_initializer,
+            initializer=_in_float32(self.kernel_initializer),
             regularizer=self.kernel_regularizer,
             constraint=self.kernel_constraint,
         )
         self.recurrent_kernel = self.add_weight(
             shape=(self.units, 3 * self.units),
             name="recurrent_kernel",
-            initializer=self.recurrent_initializer,
+            initializer=_in_float32(self.recurrent_initializer),
             regularizer=self.recurrent_regularizer,
             constraint=self.recurrent_constraint,
         )
@@ -194,6 +194,18 @@ class GRUCell(keras.layers.Layer, DropoutRNNCell):
             "seed": self.seed,
         }
         return {**super().get_config(), **config}
+
+
+def _in_float32(initializer):
+    """`initializer`, drawing its values in float32 and rounding them to the variable's
+    dtype: Keras's default `orthogonal` takes a QR decomposition, which TensorFlow has no
+    bfloat16 kernel for (the stock GRU cannot be built under the `bfloat16` policy, an
+    export's `decoding.dtype_policy`)."""
+
+    def initialize(shape, dtype=None):
+        return ops.cast(initializer(shape, dtype="float32"), dtype or "float32")
+
+    return initialize
 
 
 _CELL_ARGUMENTS = (

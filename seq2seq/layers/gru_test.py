@@ -183,6 +183,30 @@ def test_mixed_bfloat16_policy_keeps_float32_weights_and_tracks_the_float32_laye
         assert error < 0.1, error
 
 
+def test_bfloat16_policy_builds_with_its_default_initializers_and_tracks_float32():
+    # An export's decoding.dtype_policy bfloat16: weights stored and computed in bfloat16.
+    # The orthogonal recurrent kernel is drawn in float32 (TensorFlow's QR has no bfloat16
+    # kernel, so the stock layer cannot be built so) and rounded.
+    layer = GRU(UNITS, return_sequences=True, return_state=True, dtype="bfloat16")
+    layer.build((BATCH, TIME, FEATURES))
+    assert [w.dtype for w in layer.weights] == ["bfloat16"] * 3
+    recurrent = keras.ops.convert_to_numpy(keras.ops.cast(layer.cell.recurrent_kernel, "float32"))
+    np.testing.assert_allclose(recurrent @ recurrent.T, np.eye(UNITS), atol=0.02)
+    reference = GRU(UNITS, return_sequences=True, return_state=True)
+    reference.build((BATCH, TIME, FEATURES))
+    weights = random_weights(reference, seed=5)
+    reference.set_weights(weights)
+    layer.set_weights(weights)
+    x, mask = inputs_and_mask()
+    for actual, expected in zip(layer(x, mask=mask), reference(x, mask=mask), strict=True):
+        assert actual.dtype == "bfloat16"
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(keras.ops.cast(actual, "float32")),
+            keras.ops.convert_to_numpy(expected),
+            atol=0.05,
+        )
+
+
 @pytest.mark.parametrize("fused_path", [True, False])
 def test_dropout_inactive_at_inference_active_and_reproducible_in_training(fused_path):
     # recurrent_dropout forces the per-step path in training.

@@ -41,7 +41,8 @@ from seq2seq.training.callbacks import (
     has_backup,
     warm_start,
 )
-from seq2seq.training.trainer import dtype_policy, fit_run, optimizer
+from seq2seq.training.trainer import fit_run, optimizer
+from seq2seq.utils.precision import dtype_policy
 
 
 def build_asr_model(config: Config) -> Transcriber:

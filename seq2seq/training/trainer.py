@@ -14,7 +14,6 @@ directory, worker N only `workers/worker-N/` in it.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import shutil
 import sys
@@ -46,6 +45,7 @@ from seq2seq.training.callbacks import (
 )
 from seq2seq.training.distributed import distribution_strategy
 from seq2seq.training.losses import SmoothedCrossEntropy
+from seq2seq.utils.precision import dtype_policy
 
 
 def optimizer(training: TrainingConfig) -> keras.optimizers.Optimizer:
@@ -59,19 +59,6 @@ def optimizer(training: TrainingConfig) -> keras.optimizers.Optimizer:
         alpha=0.05,
     )
     return keras.optimizers.Adam(schedule, global_clipnorm=training.clipnorm)
-
-
-@contextlib.contextmanager
-def dtype_policy(name: str):
-    """Layers created (and built) inside take the Keras dtype policy `name`; the
-    global policy is restored on exit. Keras gives a layer's sublayers the global
-    policy, not their parent's, so a whole model is built under this."""
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(name)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 def has_bfloat16_units() -> bool:
