@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from seq2seq.export import EXPORT_INFO, resolve_model_dir
+from seq2seq.export import export_info, resolve_model_dir
 
 PROG = "seq2seq evaluate"
 TEST_SPLITS = ("test-bible.tsv", "test-wesnoth.tsv", "test.tsv")
@@ -127,8 +127,7 @@ def searches(model_dir: Path, beam_size: int | None) -> list[tuple[str, int | No
     (speech), greedy, then beam `beam_size`, or the export's `serving_default` (beam size
     None, labelled with the size its `export.json` gives) when `beam_size` is None. A
     beam of 1 is greedy and one of 0 CTC greedy, each scored once."""
-    info_path = model_dir / "assets" / EXPORT_INFO
-    info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
+    info = export_info(model_dir)
     rows: list[tuple[str, int | None]] = [("greedy", 1)]
     if 0 in info.get("beam_sizes", []):
         rows.insert(0, ("ctc greedy", 0))

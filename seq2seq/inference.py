@@ -16,7 +16,6 @@ translated one by one and joined with a space.
 from __future__ import annotations
 
 import abc
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 import numpy as np
 import sentencepiece
 
-from seq2seq.export import EXPORT_INFO, SearchSignatures, resolve_model_dir
+from seq2seq.export import SearchSignatures, export_info, resolve_model_dir
 
 Hypothesis = tuple[str, float]
 """A translation and its score (see `seq2seq.export.saved_model`)."""
@@ -237,12 +236,11 @@ class SavedModelTranslator(Translator):
     def __init__(self, model_dir: Path, loaded: Any, batch_size: int = BATCH_SIZE):
         # Exports by `seq2seq export` say how long a source may be; others are taken as
         # they are, without sentence splitting by tokens.
-        info_path = model_dir / "assets" / EXPORT_INFO
+        info = export_info(model_dir)
         spm_path = model_dir / "assets" / "spm.model"
         max_source_tokens = tokenizer = None
         self.direction = None
-        if info_path.is_file() and spm_path.is_file():
-            info = json.loads(info_path.read_text(encoding="utf-8"))
+        if info and spm_path.is_file():
             max_source_tokens = int(info["max_source_tokens"])
             self.direction = info.get("direction")
             tokenizer = sentencepiece.SentencePieceProcessor(model_file=str(spm_path))

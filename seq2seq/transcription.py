@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import json
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ import numpy as np
 
 from audio.io import split_at_silences, split_stream
 from seq2seq.data.speech_pipeline import length_batches, pad_audio
-from seq2seq.export import EXPORT_INFO, SearchSignatures, resolve_model_dir
+from seq2seq.export import SearchSignatures, export_info, resolve_model_dir
 
 SAMPLE_RATE = 16000
 """What the models take (DESIGN.md: 16 kHz mono)."""
@@ -219,8 +218,7 @@ class SavedModelTranscriber(Transcriber):
     """
 
     def __init__(self, model_dir: Path, loaded: Any):
-        info_path = model_dir / "assets" / EXPORT_INFO
-        info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
+        info = export_info(model_dir)
         super().__init__(
             model_dir,
             list(loaded.signatures),

@@ -335,24 +335,12 @@ def test_a_bfloat16_export_stores_and_computes_in_bfloat16(tiny_export, export_d
         assert ours["text"].numpy().tolist() == theirs["text"].numpy().tolist(), name
         np.testing.assert_allclose(ours["score"], theirs["score"], rtol=0.05, atol=0.05)
     # Exporting it again keeps its policy unless told otherwise.
-    assert main(["export", "--run", str(base), "--model-base-path", str(base)]) == 0
+    again = ["export", "--run", str(base), "--model-base-path", str(base)]
+    assert main(again) == 0
     assert load_run(base / "2" / "assets").decoding.dtype_policy == "bfloat16"
-    assert (
-        main(
-            [
-                "export",
-                "--run",
-                str(base),
-                "--model-base-path",
-                str(base),
-                "--dtype-policy",
-                "float32",
-            ]
-        )
-        == 0
-    )
-    again = tf.saved_model.load(str(base / "3"))
-    assert {v.dtype for v in again.model_variables if v.dtype.is_floating} == {tf.float32}
+    assert main([*again, "--dtype-policy", "float32"]) == 0
+    float32 = tf.saved_model.load(str(base / "3"))
+    assert {v.dtype for v in float32.model_variables if v.dtype.is_floating} == {tf.float32}
 
 
 def test_an_export_exports_again_with_other_search_settings(

@@ -3,19 +3,30 @@
 The work is in `seq2seq.export.saved_model`. This module holds what needs no TensorFlow,
 so that `seq2seq --help` and path errors do not wait for it: the command's parser and
 the TF Serving model layout, `BASE/<numeric version>/` (`next_version`,
-`resolve_model_dir`).
+`resolve_model_dir`), and an export's `export_info`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from pathlib import Path
+from typing import Any
+
+from seq2seq.config import EXPORT_DTYPE_POLICIES
 
 EXPORT_INFO = "export.json"
 """The asset that tells clients (`seq2seq translate`) about an export: its direction,
 source token limit and beam sizes."""
+
+
+def export_info(model_dir: str | Path) -> dict[str, Any]:
+    """The `EXPORT_INFO` of a SavedModel directory, or `{}` for a SavedModel without one
+    (not written by `seq2seq export`)."""
+    path = Path(model_dir) / "assets" / EXPORT_INFO
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 def next_version(base_path: str | Path) -> int:
@@ -249,7 +260,7 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--dtype-policy",
-        choices=("float32", "bfloat16"),
+        choices=EXPORT_DTYPE_POLICIES,
         help=(
             "what the export stores and computes in: bfloat16 halves the variables and "
             "speeds up batched search on CPUs with AMX, but is emulated (slower) on CPUs "

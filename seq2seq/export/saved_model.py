@@ -54,7 +54,7 @@ from tensorflow.python.client import pywrap_tf_session
 from seq2seq.config import Config, TranslationDecodingConfig, config_from_dict, validate
 from seq2seq.data.pipeline import SubwordTokenizer
 from seq2seq.encoders import RNNEncoder
-from seq2seq.export import EXPORT_INFO, next_version, resolve_model_dir
+from seq2seq.export import EXPORT_INFO, export_info, next_version, resolve_model_dir
 from seq2seq.models.translator import EOS_ID, PAD_ID, Translator
 from seq2seq.utils import precision
 from seq2seq.utils.decoding import BeamSize
@@ -605,6 +605,7 @@ def export_run(
             that TF Serving could not run; nothing is left in `base_path` then.
     """
     run_dir, base_path = Path(run_dir), Path(base_path)
+    exported: dict[str, Any] = {}  # an export's own settings, where they are not its run's
     if run_dir.is_dir() and not (run_dir / "config.yaml").is_file():
         # An export re-exported (new search settings or signatures): its assets hold the
         # run's config and tokenizer, and its variables are the weights.
@@ -614,10 +615,7 @@ def export_run(
             pass  # neither: load_run names what is missing
         else:
             run_dir, weights = export_dir / "assets", weights or export_dir
-    exported_direction = None  # a translator export's own, not its run's first direction
-    if (run_dir / EXPORT_INFO).is_file():
-        info = json.loads((run_dir / EXPORT_INFO).read_text(encoding="utf-8"))
-        exported_direction = info.get("direction")
+            exported = export_info(export_dir)
     config = load_run(run_dir)
     config = override_decoding(config, {"dtype_policy": ("--dtype-policy", dtype_policy)})
     weights = weights_files(run_dir, weights)
@@ -634,7 +632,7 @@ def export_run(
     for flag, value in (("--ctc-weight", ctc_weight), ("--lm-weight", lm_weight)):
         if value is not None:
             raise ValueError(f"{run_dir}: {flag} is for speech recognizers, not translators")
-    direction = direction or exported_direction or config.data.directions[0]
+    direction = direction or exported.get("direction") or config.data.directions[0]
     beam_size = config.decoding.beam_size if beam_size is None else beam_size
     if direction not in config.data.directions:
         raise ValueError(
