@@ -72,13 +72,24 @@ class AttentionDecoder(keras.layers.Layer):
         states = self.dropout_layer(states, training=training)
         return self._attend(states, memory, keys, memory_mask)
 
-    def step(self, inputs, state, memory, keys, memory_mask):
+    def step(self, inputs, state, memory, keys, memory_mask, rows=None):
         """One decoding step: `inputs [n, features]`, `state [n, units]` ->
         `(hidden [n, output_dim], new_state [n, units], attention [n, source])`, the
-        attention in float32 under any dtype policy, as `seq2seq.utils.decoding` takes it."""
+        attention in float32 under any dtype policy, as `seq2seq.utils.decoding` takes it.
+
+        `memory`, `keys` and `memory_mask` have one row per example. With `rows` (the
+        `seq2seq.utils.decoding.Rows` of a beam search), an example's beams are its
+        queries, so the memory is read once per example rather than once per beam; with
+        None, row i is example i.
+        """
         new_state, _ = self.rnn.cell(inputs, [state])
-        hidden, weights = self._attend(ops.expand_dims(new_state, 1), memory, keys, memory_mask)
-        return hidden[:, 0], new_state, ops.cast(weights[:, 0], "float32")
+        if rows is None:
+            group, ungroup = (lambda t: ops.expand_dims(t, 1)), (lambda t: t[:, 0])
+        else:
+            group, ungroup = rows.group, rows.ungroup
+        context, weights = self.attention(group(new_state), memory, keys, memory_mask)
+        hidden = self.combine(ops.concatenate([new_state, ungroup(context)], axis=-1))
+        return hidden, new_state, ops.cast(ungroup(weights), "float32")
 
     def _attend(self, states, memory, keys, memory_mask):
         context, weights = self.attention(states, memory, keys, memory_mask)

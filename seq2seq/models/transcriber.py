@@ -323,10 +323,10 @@ class Transcriber(keras.Model):
         self.ctc_tracker.update_state(ctc)
         return (1.0 - weight) * ce + weight * ctc
 
-    def decode_step(self, ids, decoder_state, memory):
+    def decode_step(self, ids, decoder_state, memory, rows=None):
         """One search step, for `seq2seq.utils.decoding.decode` (see `Translator.decode_step`)."""
         embedded = ops.take(self.embedding.embeddings, ids, axis=0)
-        hidden, decoder_state, attention = self.decoder.step(embedded, decoder_state, *memory)
+        hidden, decoder_state, attention = self.decoder.step(embedded, decoder_state, *memory, rows)
         log_probs = ops.log_softmax(self.output_projection(hidden), axis=-1)
         return log_probs, decoder_state, attention
 
@@ -379,15 +379,20 @@ class Transcriber(keras.Model):
         max_length = ops.cast(max_length_ratio * ops.cast(lengths, "float32"), "int32")
         max_length = ops.where(lengths > 0, max_length + max_length_offset, 0)
         memory = (memory, keys, memory_mask)
-        step = self.decode_step
         lm = lm if lm_weight > 0.0 else None
         if ctc_weight > 0.0 or lm is not None:
-            step, memory, state = self._fused_decoding(
+            step, emissions, state = self._fused_decoding(
                 memory, state, ctc_weight, ctc_logits, lengths, lm, lm_weight
             )
+        else:
+            emissions = ()
+
+            def step(ids, state, _, rows):
+                return self.decode_step(ids, state, memory, rows)
+
         return decoding.decode(
             step,
-            memory,
+            emissions,
             state,
             ops.shape(audio)[0],
             BOS_ID,
@@ -399,25 +404,24 @@ class Transcriber(keras.Model):
         )
 
     def _fused_decoding(self, memory, state, ctc_weight, ctc_logits, lengths, lm, lm_weight):
-        """The step function, memory and initial state of a search that scores each
-        token by `(1 - ctc_weight) * decoder + ctc_weight * CTC prefix + lm_weight * LM`
-        (a scorer left out has an empty state and memory)."""
+        """The step function, per-row memory (the CTC emissions) and initial state of a
+        search that scores each token by `(1 - ctc_weight) * decoder + ctc_weight * CTC
+        prefix + lm_weight * LM` (a scorer left out has an empty state and memory)."""
         ctc = CTCPrefixScorer(blank_id=BLANK_ID, bos_id=BOS_ID, eos_id=EOS_ID)
         emissions = ctc.emissions(ctc_logits, lengths) if ctc_weight > 0.0 else ()
         ctc_state = ctc.initial_state(emissions) if ctc_weight > 0.0 else ()
         lm_state = lm.initial_state(ops.shape(lengths)[0]) if lm is not None else ()
         uses_decoder = ctc_weight < 1.0  # CTC alone is much faster without it
         if not uses_decoder:
-            memory, state = (), ()
+            state = ()
         eos = ops.equal(ops.arange(VOCAB_SIZE), EOS_ID)[None, :]
 
-        def fused_step(ids, fused_state, fused_memory):
+        def fused_step(ids, fused_state, tiled_emissions, rows):
             decoder_state, ctc_state, lm_state = fused_state
-            *decoder_memory, tiled_emissions = fused_memory
             scores, attention = 0.0, None
             if uses_decoder:
                 log_probs, decoder_state, attention = self.decode_step(
-                    ids, decoder_state, decoder_memory
+                    ids, decoder_state, memory, rows
                 )
                 scores = (1.0 - ctc_weight) * log_probs
             if ctc_weight > 0.0:
@@ -433,7 +437,7 @@ class Transcriber(keras.Model):
                 scores += lm_weight * ops.where(empty, 0.0, lm_scores)
             return scores, (decoder_state, ctc_state, lm_state), attention
 
-        return fused_step, (*memory, emissions), (state, ctc_state, lm_state)
+        return fused_step, emissions, (state, ctc_state, lm_state)
 
     def get_config(self):
         return {

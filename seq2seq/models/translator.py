@@ -127,19 +127,21 @@ class Translator(keras.Model):
             logits = ops.matmul(hidden, ops.transpose(self.embedding.embeddings)) + self.output_bias
         return ops.cast(logits, "float32")
 
-    def decode_step(self, ids, decoder_state, memory):
+    def decode_step(self, ids, decoder_state, memory, rows=None):
         """One search step, for `seq2seq.utils.decoding.decode`.
 
         Args:
             ids: `[n]` previous tokens.
             decoder_state: `[n, units]` decoder state, rows aligned with `ids`.
-            memory: `(memory, keys, memory_mask)` of `encode`, rows aligned with `ids`.
+            memory: `(memory, keys, memory_mask)` of `encode`, one row per example.
+            rows: the `seq2seq.utils.decoding.Rows` of the search that `ids` are, or
+                None when row i is example i.
 
         Returns:
             `(log_probs [n, vocab], new_decoder_state, attention [n, source])`.
         """
         embedded = self.embedding_scale * ops.take(self.embedding.embeddings, ids, axis=0)
-        hidden, decoder_state, attention = self.decoder.step(embedded, decoder_state, *memory)
+        hidden, decoder_state, attention = self.decoder.step(embedded, decoder_state, *memory, rows)
         log_probs = ops.log_softmax(self.logits(hidden), axis=-1)
         return log_probs, decoder_state, attention
 
@@ -172,9 +174,14 @@ class Translator(keras.Model):
         memory, keys, memory_mask, state = self.encode(source)
         source_lengths = ops.sum(ops.cast(memory_mask, "float32"), axis=1)
         max_length = ops.cast(max_length_ratio * source_lengths, "int32") + max_length_offset
+        memory = (memory, keys, memory_mask)
+
+        def step(ids, state, _, rows):
+            return self.decode_step(ids, state, memory, rows)
+
         return decoding.decode(
-            self.decode_step,
-            (memory, keys, memory_mask),
+            step,
+            (),
             state,
             ops.shape(source)[0],
             BOS_ID,

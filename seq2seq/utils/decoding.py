@@ -208,8 +208,51 @@ def beam_search(
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class Rows:
+    """Which rows of a `batch * beam_size` search a step function is given, so that it can
+    read what an example's beams share (encoder memory) once per example.
+
+    Copying the memory for every row, as `tile_for_beam` does, and gathering it again for
+    the running rows at every step costs a pass over beam-size copies of it; attention
+    over the untiled memory with the beams as queries (`group` the queries, `ungroup`
+    the result) reads it once per example, in fewer and larger matmuls.
+
+    Attributes:
+        batch_size: the number of examples (int or scalar int32 tensor).
+        beam_size: rows per example (a `BeamSize`).
+        indices: int32 `[n]` indices of the given rows among all `batch * beam_size`
+            (batch-major), or None when all of them are given, in order.
+
+    Example:
+
+    >>> rows = Rows(2, 2, tf.constant([0, 3]))
+    >>> rows.group(tf.constant([[1.0], [2.0]]))[..., 0].numpy().tolist()
+    [[1.0, 0.0], [0.0, 2.0]]
+    >>> rows.ungroup(tf.constant([[[1.0], [5.0]], [[6.0], [2.0]]]))[:, 0].numpy().tolist()
+    [1.0, 2.0]
+    """
+
+    batch_size: int | tf.Tensor
+    beam_size: BeamSize
+    indices: tf.Tensor | None = None
+
+    def group(self, rows: tf.Tensor) -> tf.Tensor:
+        """`[n, ...]` -> `[batch, beam, ...]`, zeros where a row is not given."""
+        shape = tf.shape(rows)[1:]
+        if self.indices is not None:
+            total = self.batch_size * self.beam_size
+            rows = tf.scatter_nd(self.indices[:, tf.newaxis], rows, tf.concat([[total], shape], 0))
+        return tf.reshape(rows, tf.concat([[self.batch_size, self.beam_size], shape], 0))
+
+    def ungroup(self, grouped: tf.Tensor) -> tf.Tensor:
+        """`[batch, beam, ...]` -> `[n, ...]`: the given rows, the inverse of `group`."""
+        flat = tf.reshape(grouped, tf.concat([[-1], tf.shape(grouped)[2:]], 0))
+        return flat if self.indices is None else tf.gather(flat, self.indices)
+
+
 def decode(
-    step_fn: Callable[[tf.Tensor, Any, Any], StepOutput],
+    step_fn: Callable[[tf.Tensor, Any, Any, Rows], StepOutput],
     memory: Any,
     initial_state: Any,
     batch_size: int | tf.Tensor,
@@ -223,19 +266,23 @@ def decode(
 ) -> DecodingResult:
     """Greedy search (`beam_size=1`) or beam search of an encoder-decoder.
 
-    `memory` (the encoder outputs, keys, masks) is read by every step and never changes,
-    and the beams of an example share it: it is tiled once here and closed over, rather
-    than carried in the search state, where beam search would gather (copy) all of it at
-    every step to follow the beams' parents.
+    `memory` (what every step reads row by row and never changes, such as a CTC head's
+    emissions) is tiled once here and closed over, rather than carried in the search
+    state, where beam search would gather (copy) all of it at every step to follow the
+    beams' parents. What a step reads per example rather than per row (the encoder outputs
+    that attention reads) is better closed over by `step_fn` untiled and read through the
+    `Rows` it is given.
 
     Once some hypotheses are finished, `step_fn` runs on the other rows only, with their
     rows of the memory: the results are those of `greedy_search` and `beam_search`, and
     the finished rows cost nothing (see `_step_running`).
 
     Args:
-        step_fn: `step_fn(ids, state, memory) -> (log_probs, new_state, attention)`, the
-            `StepFn` contract with the tiled `memory` as a third argument.
-        memory: nested structure of tensors with leading dimension `batch_size`.
+        step_fn: `step_fn(ids, state, memory, rows) -> (log_probs, new_state,
+            attention)`, the `StepFn` contract with the tiled `memory`'s rows for `ids`
+            and the `Rows` they are as further arguments.
+        memory: nested structure of tensors with leading dimension `batch_size` (may be
+            empty: `()`).
         initial_state, batch_size, bos_id, eos_id, max_length: as `beam_search` takes.
         beam_size: 1 for greedy search (a `BeamSize`; a tensor holding 1 searches
             greedily too). Default: 1.
@@ -246,11 +293,13 @@ def decode(
         The `DecodingResult` of `greedy_search` or `beam_search`.
     """
     tiled = tile_for_beam(memory, beam_size)
+    rows_per_example = 1 if _is_single_beam(beam_size) else beam_size
 
     def step(ids: tf.Tensor, state: Any, rows: tf.Tensor | None) -> StepOutput:
+        given = Rows(batch_size, rows_per_example, rows)
         if rows is None:
-            return step_fn(ids, state, tiled)
-        return step_fn(ids, state, _map_once(lambda t: tf.gather(t, rows), tiled))
+            return step_fn(ids, state, tiled, given)
+        return step_fn(ids, state, _map_once(lambda t: tf.gather(t, rows), tiled), given)
 
     if _is_single_beam(beam_size):
         length_penalty, n_best = 0.0, 1
