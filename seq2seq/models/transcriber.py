@@ -381,18 +381,16 @@ class Transcriber(keras.Model):
         memory = (memory, keys, memory_mask)
         lm = lm if lm_weight > 0.0 else None
         if ctc_weight > 0.0 or lm is not None:
-            step, emissions, state = self._fused_decoding(
+            step, state = self._fused_decoding(
                 memory, state, ctc_weight, ctc_logits, lengths, lm, lm_weight
             )
         else:
-            emissions = ()
 
-            def step(ids, state, _, rows):
+            def step(ids, state, rows):
                 return self.decode_step(ids, state, memory, rows)
 
         return decoding.decode(
             step,
-            emissions,
             state,
             ops.shape(audio)[0],
             BOS_ID,
@@ -404,9 +402,9 @@ class Transcriber(keras.Model):
         )
 
     def _fused_decoding(self, memory, state, ctc_weight, ctc_logits, lengths, lm, lm_weight):
-        """The step function, per-row memory (the CTC emissions) and initial state of a
-        search that scores each token by `(1 - ctc_weight) * decoder + ctc_weight * CTC
-        prefix + lm_weight * LM` (a scorer left out has an empty state and memory)."""
+        """The step function and initial state of a search that scores each token by
+        `(1 - ctc_weight) * decoder + ctc_weight * CTC prefix + lm_weight * LM` (a scorer
+        left out has an empty state)."""
         ctc = CTCPrefixScorer(blank_id=BLANK_ID, bos_id=BOS_ID, eos_id=EOS_ID)
         emissions = ctc.emissions(ctc_logits, lengths) if ctc_weight > 0.0 else ()
         ctc_state = ctc.initial_state(emissions) if ctc_weight > 0.0 else ()
@@ -416,7 +414,7 @@ class Transcriber(keras.Model):
             state = ()
         eos = ops.equal(ops.arange(VOCAB_SIZE), EOS_ID)[None, :]
 
-        def fused_step(ids, fused_state, tiled_emissions, rows):
+        def fused_step(ids, fused_state, rows):
             decoder_state, ctc_state, lm_state = fused_state
             scores, attention = 0.0, None
             if uses_decoder:
@@ -425,7 +423,7 @@ class Transcriber(keras.Model):
                 )
                 scores = (1.0 - ctc_weight) * log_probs
             if ctc_weight > 0.0:
-                ctc_scores, ctc_state = ctc.step(ids, ctc_state, tiled_emissions)
+                ctc_scores, ctc_state = ctc.step(ids, ctc_state, emissions, rows)
                 scores += ctc_weight * ctc_scores
             if lm is not None:
                 lm_scores, lm_state = lm.step(ids, lm_state)
@@ -437,7 +435,7 @@ class Transcriber(keras.Model):
                 scores += lm_weight * ops.where(empty, 0.0, lm_scores)
             return scores, (decoder_state, ctc_state, lm_state), attention
 
-        return fused_step, emissions, (state, ctc_state, lm_state)
+        return fused_step, (state, ctc_state, lm_state)
 
     def get_config(self):
         return {

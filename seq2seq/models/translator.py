@@ -176,12 +176,11 @@ class Translator(keras.Model):
         max_length = ops.cast(max_length_ratio * source_lengths, "int32") + max_length_offset
         memory = (memory, keys, memory_mask)
 
-        def step(ids, state, _, rows):
+        def step(ids, state, rows):
             return self.decode_step(ids, state, memory, rows)
 
         return decoding.decode(
             step,
-            (),
             state,
             ops.shape(source)[0],
             BOS_ID,

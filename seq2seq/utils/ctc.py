@@ -75,19 +75,25 @@ class CTCPrefixState(NamedTuple):
 
 
 class CTCEmissions(NamedTuple):
-    """A CTC head's outputs as `CTCPrefixScorer.step` reads them (one row per hypothesis:
-    tile them like the search's memory).
+    """A CTC head's outputs as `CTCPrefixScorer.step` reads them, one row per utterance
+    (the hypotheses of a search read their utterance's through `decoding.Rows`).
+
+    The cumulative sums are stored by token (`[utterances, vocab, frames]`), so that the
+    frames of the one token a hypothesis extends by are a contiguous slice.
 
     Attributes:
-        log_probs: float32 `[rows, frames, vocab]`, -inf past each row's frames.
-        emitted: the log-probs' cumulative sums over frames, float32 `[rows, frames,
-            vocab]`.
+        probs: float32 `[utterances, frames, vocab]`, the probabilities, 0 past each
+            one's frames.
+        log_probs_by_token: their logarithms, `[utterances, vocab, frames]`.
+        emitted: the log-probs' cumulative sums over frames, `[utterances, vocab,
+            frames]`.
         emitted_before: the same sums up to the frame before (exclusive), which the
             closed forms of the recursions divide by.
-        frame_lengths: int32 `[rows]`.
+        frame_lengths: int32 `[utterances]`.
     """
 
-    log_probs: tf.Tensor
+    probs: tf.Tensor
+    log_probs_by_token: tf.Tensor
     emitted: tf.Tensor
     emitted_before: tf.Tensor
     frame_lengths: tf.Tensor
@@ -129,28 +135,35 @@ class CTCPrefixScorer:
     eos_id: int
 
     def emissions(self, ctc_logits, frame_lengths) -> CTCEmissions:
-        """`CTCEmissions` of CTC head logits `[rows, frames, vocab]` and frame lengths."""
+        """`CTCEmissions` of CTC head logits `[utterances, frames, vocab]` and frame
+        lengths."""
         log_probs = tf.nn.log_softmax(tf.cast(ctc_logits, tf.float32), axis=-1)
-        emitted = tf.cumsum(log_probs, axis=1)
-        emitted_before = emitted - log_probs
+        by_token = tf.transpose(log_probs, [0, 2, 1])
+        emitted = tf.cumsum(by_token, axis=2)
+        emitted_before = emitted - by_token
         frame_lengths = tf.cast(frame_lengths, tf.int32)
-        valid = tf.sequence_mask(frame_lengths, tf.shape(log_probs)[1])[:, :, tf.newaxis]
-        log_probs = tf.where(valid, log_probs, _NEG_INF)
-        return CTCEmissions(log_probs, emitted, emitted_before, frame_lengths)
+        valid = tf.sequence_mask(frame_lengths, tf.shape(log_probs)[1])
+        probs = tf.where(valid[:, :, tf.newaxis], tf.exp(log_probs), 0.0)
+        by_token = tf.where(valid[:, tf.newaxis], by_token, _NEG_INF)
+        return CTCEmissions(probs, by_token, emitted, emitted_before, frame_lengths)
 
     def initial_state(self, emissions: CTCEmissions) -> CTCPrefixState:
-        """The empty hypothesis (the search's first input is BOS): only blanks so far,
-        and the empty prefix is certain."""
-        blank = emissions.emitted[:, :, self.blank_id]
+        """The empty hypothesis of each utterance (the search's first input is BOS): only
+        blanks so far, and the empty prefix is certain."""
+        blank = emissions.emitted[:, self.blank_id]
         return CTCPrefixState(
             non_blank=tf.fill(tf.shape(blank), _NEG_INF),
             blank=blank,
             last=tf.fill(tf.shape(blank)[:1], self.bos_id),
-            prefix=tf.zeros_like(emissions.log_probs[:, 0]),
+            prefix=tf.zeros_like(emissions.probs[:, 0]),
         )
 
     def step(
-        self, ids, state: CTCPrefixState, emissions: CTCEmissions
+        self,
+        ids,
+        state: CTCPrefixState,
+        emissions: CTCEmissions,
+        rows: decoding.Rows | None = None,
     ) -> tuple[tf.Tensor, CTCPrefixState]:
         """Extends each row's hypothesis by `ids` (the token the search last chose; BOS
         for the empty hypothesis, which stays empty), and scores the extensions of the
@@ -160,15 +173,18 @@ class CTCPrefixScorer:
             ids: int32 `[rows]`.
             state: what `initial_state` or the previous `step` returned, in the
                 search's row order.
-            emissions: the CTC head's outputs, in the same row order.
+            emissions: the CTC head's outputs, one row per utterance.
+            rows: which utterance's hypothesis each row is (the `decoding.Rows` a
+                search step is given); None: row i is utterance i's.
 
         Returns:
             `(scores [rows, vocab], new_state)`.
         """
-        log_probs, _, _, frame_lengths = emissions
         ids = tf.cast(ids, tf.int32)
+        rows = rows or decoding.Rows(tf.shape(ids)[0], 1)
+        utterances = rows.take(tf.range(tf.shape(emissions.frame_lengths)[0]))
         empty = tf.equal(ids, self.bos_id)
-        non_blank, blank = self._extend(state, ids, emissions)
+        non_blank, blank = self._extend(state, ids, emissions, utterances)
         non_blank = tf.where(empty[:, tf.newaxis], state.non_blank, non_blank)
         blank = tf.where(empty[:, tf.newaxis], state.blank, blank)
         prefix = tf.gather(state.prefix, ids, axis=1, batch_dims=1)  # [rows]
@@ -179,13 +195,21 @@ class CTCPrefixScorer:
         either = tf.reduce_logsumexp(tf.stack([non_blank, blank]), axis=0)
         either_before = tf.concat([start, either[:, :-1]], axis=1)
         blank_before = tf.concat([start, blank[:, :-1]], axis=1)
-        new_prefix = tf.reduce_logsumexp(either_before[:, :, tf.newaxis] + log_probs, axis=1)
-        repeated = tf.gather(log_probs, ids, axis=2, batch_dims=1)
+        # Summed over frames in the probability domain, each row's `either_before`
+        # shifted by its maximum: one matmul per utterance, which reads its emissions once
+        # for all of its hypotheses (an extension less likely than e^-87 times the best
+        # frame's rounds to -inf, where no search would take it anyway).
+        shift = tf.reduce_max(either_before, axis=1, keepdims=True)
+        shift = tf.where(tf.math.is_finite(shift), shift, 0.0)
+        weights = rows.group(tf.exp(either_before - shift))  # [utterances, beam, frames]
+        new_prefix = tf.math.log(rows.ungroup(tf.matmul(weights, emissions.probs))) + shift
+        repeated = _of_token(emissions.log_probs_by_token, utterances, ids)
         repeated = tf.reduce_logsumexp(blank_before + repeated, axis=1)
-        tokens = tf.range(tf.shape(log_probs)[2])[tf.newaxis, :]
+        tokens = tf.range(tf.shape(new_prefix)[1])[tf.newaxis, :]
         repeat = (tokens == ids[:, tf.newaxis]) & ~empty[:, tf.newaxis]
         new_prefix = tf.where(repeat, repeated[:, tf.newaxis], new_prefix)  # [rows, vocab]
         # EOS: the frames end with h. Empty audio has only the empty transcript.
+        frame_lengths = tf.gather(emissions.frame_lengths, utterances)
         last = tf.maximum(frame_lengths - 1, 0)
         complete = tf.gather(either, last, axis=1, batch_dims=1)
         complete = tf.where(frame_lengths > 0, complete, tf.where(empty, 0.0, _NEG_INF))
@@ -197,11 +221,11 @@ class CTCPrefixScorer:
         return scores, CTCPrefixState(non_blank, blank, ids, new_prefix)
 
     def _extend(
-        self, state: CTCPrefixState, ids: tf.Tensor, emissions: CTCEmissions
+        self, state: CTCPrefixState, ids: tf.Tensor, emissions: CTCEmissions, utterances
     ) -> tuple[tf.Tensor, tf.Tensor]:
         """The forward variables `(non_blank, blank)` of `h + c` for each row's hypothesis
-        `h` (`state`) and token `c` (`ids`), `[rows, frames]` each."""
-        _, emitted, emitted_before, _ = emissions
+        `h` (`state`, of utterance `utterances`) and token `c` (`ids`), `[rows, frames]`
+        each."""
         # phi_t(c): the frames up to t hold h and are ready for c; a repeat of h's last
         # token needs a blank in between. Before the first frame, only the empty h is.
         either = tf.reduce_logsumexp(tf.stack([state.non_blank, state.blank]), axis=0)
@@ -209,14 +233,20 @@ class CTCPrefixScorer:
         start = tf.where(tf.equal(state.last, self.bos_id), 0.0, _NEG_INF)[:, tf.newaxis]
         ready_before = tf.concat([start, ready[:, :-1]], axis=1)
         # r_t^n(h+c) = (r_{t-1}^n(h+c) + phi_{t-1}(c)) * y_t(c), in closed form.
-        emitted_token = tf.gather(emitted, ids, axis=2, batch_dims=1)
-        emitted_token_before = tf.gather(emitted_before, ids, axis=2, batch_dims=1)
+        emitted_token = _of_token(emissions.emitted, utterances, ids)
+        emitted_token_before = _of_token(emissions.emitted_before, utterances, ids)
         non_blank = emitted_token + tf.math.cumulative_logsumexp(
             ready_before - emitted_token_before, axis=1
         )
         # r_t^b(h+c) = (r_{t-1}^b(h+c) + r_{t-1}^n(h+c)) * y_t(blank), the same way.
         non_blank_before = tf.pad(non_blank[:, :-1], [[0, 0], [1, 0]], constant_values=_NEG_INF)
-        blank = emitted[:, :, self.blank_id] + tf.math.cumulative_logsumexp(
-            non_blank_before - emitted_before[:, :, self.blank_id], axis=1
+        blanks = tf.fill(tf.shape(ids), self.blank_id)
+        blank = _of_token(emissions.emitted, utterances, blanks) + tf.math.cumulative_logsumexp(
+            non_blank_before - _of_token(emissions.emitted_before, utterances, blanks), axis=1
         )
         return non_blank, blank
+
+
+def _of_token(by_token, utterances, ids):
+    """`by_token[utterances[i], ids[i]]` for every row i: `[rows, frames]`."""
+    return tf.gather_nd(by_token, tf.stack([utterances, ids], axis=1))

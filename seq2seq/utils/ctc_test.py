@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from seq2seq.utils import decoding
 from seq2seq.utils.ctc import CTCPrefixScorer, ctc_greedy_search
 
 BLANK, EOS, BOS = 0, 1, 2
@@ -115,3 +116,34 @@ def test_ctc_greedy_search_is_the_collapsed_best_path():
         assert not result.ids.numpy()[row, 0, n:].any()
         best = log_probs[row, :frames].max(axis=-1).sum()
         assert float(result.scores[row, 0]) == pytest.approx(best, rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.parametrize("indices", [None, [0, 3, 4]], ids=["all rows", "running rows"])
+def test_a_step_through_rows_equals_a_step_on_each_rows_copy_of_the_emissions(indices):
+    """A search's hypotheses read their utterance's emissions through `decoding.Rows`."""
+    utterances, beam, frames, vocab = 3, 2, 7, 6
+    log_probs = tf.constant(random_log_probs(utterances, frames, vocab, seed=5), tf.float32)
+    frame_lengths = tf.constant([7, 3, 5])
+    rows = tf.range(utterances * beam) if indices is None else tf.constant(indices)
+    ids = tf.constant([A, B, A, BOS, B, A])
+    ids = tf.gather(ids, rows)
+
+    def two_steps(emissions, state, through):
+        _, state = SCORER.step(tf.fill(tf.shape(ids), BOS), state, emissions, through)
+        _, state = SCORER.step(ids, state, emissions, through)
+        return SCORER.step(tf.gather([B, A, A, B, EOS, A], rows), state, emissions, through)
+
+    per_row = SCORER.emissions(
+        tf.gather(tf.repeat(log_probs, beam, axis=0), rows),
+        tf.gather(tf.repeat(frame_lengths, beam), rows),
+    )
+    expected = two_steps(per_row, SCORER.initial_state(per_row), None)
+    shared = SCORER.emissions(log_probs, frame_lengths)
+    initial = tf.nest.map_structure(
+        lambda t: tf.gather(tf.repeat(t, beam, axis=0), rows), SCORER.initial_state(shared)
+    )
+    found = two_steps(
+        shared, initial, decoding.Rows(utterances, beam, None if indices is None else rows)
+    )
+    for want, got in zip(tf.nest.flatten(expected), tf.nest.flatten(found), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

@@ -76,8 +76,8 @@ def tile_for_beam(structure: Any, beam_size: BeamSize) -> Any:
     """Repeats every tensor of a nested structure `beam_size` times along axis 0.
 
     The result is batch-major (`[b0, b0, ..., b1, b1, ...]`), the row order of beam search.
-    `beam_search` tiles its initial state itself; callers tile what their step function
-    closes over (encoder memory, source lengths).
+    `beam_search` tiles its initial state itself; its callers tile what their step function
+    closes over (`decode`'s read it through `Rows` instead).
 
     Args:
         structure: nested structure of tensors with leading dimension `batch`.
@@ -88,21 +88,7 @@ def tile_for_beam(structure: Any, beam_size: BeamSize) -> Any:
     """
     if _is_single_beam(beam_size):
         return structure
-    return _map_once(lambda t: tf.repeat(t, beam_size, axis=0), structure)
-
-
-def _map_once(fn: Callable[[tf.Tensor], tf.Tensor], structure: Any) -> Any:
-    """`tf.nest.map_structure(fn, structure)` that calls `fn` once per distinct tensor:
-    a memory may hold one tensor twice (Luong attention's keys are the encoder outputs
-    themselves), and copying it twice at every step of a search costs as much again."""
-    results: dict[int, tf.Tensor] = {}
-
-    def once(t: tf.Tensor) -> tf.Tensor:
-        if id(t) not in results:
-            results[id(t)] = fn(t)
-        return results[id(t)]
-
-    return tf.nest.map_structure(once, structure)
+    return tf.nest.map_structure(lambda t: tf.repeat(t, beam_size, axis=0), structure)
 
 
 def greedy_search(
@@ -211,12 +197,13 @@ def beam_search(
 @dataclasses.dataclass(frozen=True)
 class Rows:
     """Which rows of a `batch * beam_size` search a step function is given, so that it can
-    read what an example's beams share (encoder memory) once per example.
+    read what an example's beams share (encoder memory, CTC emissions) once per example.
 
-    Copying the memory for every row, as `tile_for_beam` does, and gathering it again for
-    the running rows at every step costs a pass over beam-size copies of it; attention
-    over the untiled memory with the beams as queries (`group` the queries, `ungroup`
-    the result) reads it once per example, in fewer and larger matmuls.
+    Copying such values for every row, as `tile_for_beam` does, and gathering them again
+    for the running rows at every step costs a pass over beam-size copies of them;
+    attention over the untiled memory with the beams as queries (`group` the queries,
+    `ungroup` the result) reads it once per example, in fewer and larger matmuls, and
+    `take` copies only the slices a row needs.
 
     Attributes:
         batch_size: the number of examples (int or scalar int32 tensor).
@@ -231,6 +218,8 @@ class Rows:
     [[1.0, 0.0], [0.0, 2.0]]
     >>> rows.ungroup(tf.constant([[[1.0], [5.0]], [[6.0], [2.0]]]))[:, 0].numpy().tolist()
     [1.0, 2.0]
+    >>> rows.take(tf.constant([10, 20])).numpy().tolist()
+    [10, 20]
     """
 
     batch_size: int | tf.Tensor
@@ -250,10 +239,14 @@ class Rows:
         flat = tf.reshape(grouped, tf.concat([[-1], tf.shape(grouped)[2:]], 0))
         return flat if self.indices is None else tf.gather(flat, self.indices)
 
+    def take(self, per_example: tf.Tensor) -> tf.Tensor:
+        """`[batch, ...]` -> `[n, ...]`: each given row's copy of its example's values."""
+        rows = tf.range(self.batch_size * self.beam_size) if self.indices is None else self.indices
+        return tf.gather(per_example, rows // self.beam_size)
+
 
 def decode(
-    step_fn: Callable[[tf.Tensor, Any, Any, Rows], StepOutput],
-    memory: Any,
+    step_fn: Callable[[tf.Tensor, Any, Rows], StepOutput],
     initial_state: Any,
     batch_size: int | tf.Tensor,
     bos_id: int,
@@ -266,23 +259,19 @@ def decode(
 ) -> DecodingResult:
     """Greedy search (`beam_size=1`) or beam search of an encoder-decoder.
 
-    `memory` (what every step reads row by row and never changes, such as a CTC head's
-    emissions) is tiled once here and closed over, rather than carried in the search
-    state, where beam search would gather (copy) all of it at every step to follow the
-    beams' parents. What a step reads per example rather than per row (the encoder outputs
-    that attention reads) is better closed over by `step_fn` untiled and read through the
-    `Rows` it is given.
+    What every step reads and never changes (the encoder outputs, a CTC head's
+    emissions) is `step_fn`'s to close over, one row per example: it is neither carried
+    in the search state, where beam search would gather (copy) all of it at every step to
+    follow the beams' parents, nor tiled beam-size times. Each step is told which rows it
+    is given (`Rows`), so that it reads an example's values once for all of its beams.
 
-    Once some hypotheses are finished, `step_fn` runs on the other rows only, with their
-    rows of the memory: the results are those of `greedy_search` and `beam_search`, and
-    the finished rows cost nothing (see `_step_running`).
+    Once some hypotheses are finished, `step_fn` runs on the other rows only: the results
+    are those of `greedy_search` and `beam_search`, and the finished rows cost nothing
+    (see `_step_running`).
 
     Args:
-        step_fn: `step_fn(ids, state, memory, rows) -> (log_probs, new_state,
-            attention)`, the `StepFn` contract with the tiled `memory`'s rows for `ids`
-            and the `Rows` they are as further arguments.
-        memory: nested structure of tensors with leading dimension `batch_size` (may be
-            empty: `()`).
+        step_fn: `step_fn(ids, state, rows) -> (log_probs, new_state, attention)`, the
+            `StepFn` contract with the `Rows` that `ids` are as a third argument.
         initial_state, batch_size, bos_id, eos_id, max_length: as `beam_search` takes.
         beam_size: 1 for greedy search (a `BeamSize`; a tensor holding 1 searches
             greedily too). Default: 1.
@@ -292,14 +281,10 @@ def decode(
     Returns:
         The `DecodingResult` of `greedy_search` or `beam_search`.
     """
-    tiled = tile_for_beam(memory, beam_size)
     rows_per_example = 1 if _is_single_beam(beam_size) else beam_size
 
     def step(ids: tf.Tensor, state: Any, rows: tf.Tensor | None) -> StepOutput:
-        given = Rows(batch_size, rows_per_example, rows)
-        if rows is None:
-            return step_fn(ids, state, tiled, given)
-        return step_fn(ids, state, _map_once(lambda t: tf.gather(t, rows), tiled), given)
+        return step_fn(ids, state, Rows(batch_size, rows_per_example, rows))
 
     if _is_single_beam(beam_size):
         length_penalty, n_best = 0.0, 1

@@ -208,8 +208,7 @@ def test_no_repeat_ngram_breaks_a_loop(beam_size):
 
     def search(size):
         return decoding.decode(
-            memory_step_fn(tf.constant(tables)),
-            {"context": tf.constant([0])},
+            memory_step_fn(tf.constant(tables), tf.constant([0])),
             tf.fill([1], BOS),
             1,
             BOS,
@@ -295,39 +294,31 @@ def test_search_ends_once_the_best_cannot_be_beaten():
     assert len(calls) == 1  # a search to the end would take 40
 
 
-def memory_step_fn(tables, calls: list | None = None, contexts=None):
-    """`markov_step_fn` for `decoding.decode`: the context is memory, not state; each
-    call's input ids are recorded in `calls` (when eager). With `contexts` (one per
-    example), each row reads its example's through the `Rows` it is given, as attention
-    reads the untiled encoder outputs, and its ids go through `Rows.group` too."""
+def memory_step_fn(tables, contexts, calls: list | None = None):
+    """`markov_step_fn` for `decoding.decode`: the context is each example's (`contexts`,
+    closed over like an encoder's outputs), not state, and each row reads its example's
+    through the `Rows` it is given; its ids go through `Rows.group` and back. Each call's
+    input ids are recorded in `calls` (when eager)."""
 
-    def step_fn(ids, previous, memory, rows):
+    def step_fn(ids, previous, rows):
         if calls is not None:
             calls.append(ids.numpy())
-        if contexts is None:
-            context = memory["context"]
-        else:
-            shape = [rows.batch_size, rows.beam_size]
-            context = rows.ungroup(tf.broadcast_to(contexts[:, tf.newaxis], shape))
-            ids = rows.ungroup(rows.group(ids))
-        indices = tf.stack([context, previous, ids], axis=1)
+        ids = rows.ungroup(rows.group(ids))
+        indices = tf.stack([rows.take(contexts), previous, ids], axis=1)
         return tf.gather_nd(tables, indices), ids, tf.one_hot(ids, VOCAB)
 
     return step_fn
 
 
-@pytest.mark.parametrize("read", ["tiled", "through rows"])
 @pytest.mark.parametrize("beam_size", [1, 3])
-def test_decode_runs_only_the_rows_still_running(beam_size, read):
+def test_decode_runs_only_the_rows_still_running(beam_size):
     tables, contexts, max_lengths = random_tables(4, seed=8), [3, 0, 2, 1], [2, 8, 3, 6]
     kwargs = {"beam_size": beam_size, "n_best": beam_size} if beam_size > 1 else {}
     search = beam_search if beam_size > 1 else greedy_search
     expected = decode(search, tables, contexts, tf.constant(max_lengths), **kwargs)
     calls = []
-    untiled = tf.constant(contexts) if read == "through rows" else None
     found = decoding.decode(
-        memory_step_fn(tf.constant(tables), calls, untiled),
-        {"context": tf.constant(contexts)} if untiled is None else (),
+        memory_step_fn(tf.constant(tables), tf.constant(contexts), calls),
         tf.fill([4], BOS),
         4,
         BOS,
@@ -345,15 +336,12 @@ def test_decode_runs_only_the_rows_still_running(beam_size, read):
     assert len(calls) <= max(max_lengths)
 
 
-@pytest.mark.parametrize("read", ["tiled", "through rows"])
-def test_a_tensor_beam_size_is_one_trace_for_every_beam_size(read):
+def test_a_tensor_beam_size_is_one_trace_for_every_beam_size():
     tables, contexts, max_lengths = random_tables(3, seed=4), [2, 0, 1], [5, 8, 3]
-    untiled = tf.constant(contexts) if read == "through rows" else None
 
     def search(beam_size):
         return decoding.decode(
-            memory_step_fn(tf.constant(tables), contexts=untiled),
-            {"context": tf.constant(contexts)} if untiled is None else (),
+            memory_step_fn(tf.constant(tables), tf.constant(contexts)),
             tf.fill([3], BOS),
             3,
             BOS,
@@ -513,8 +501,7 @@ class Translator(tf.Module):
             step_fn, initial_state(contexts), batch_size, BOS, EOS, max_length, 3, n_best=2
         )
         decoded = decoding.decode(
-            memory_step_fn(self.tables),
-            {"context": contexts},
+            memory_step_fn(self.tables, contexts),
             tf.fill([batch_size], BOS),
             batch_size,
             BOS,
