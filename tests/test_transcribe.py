@@ -43,6 +43,7 @@ SIGNATURES = {
     "beam_4",
     "beam_8",
     "beam_16",
+    "beam_32",
 }
 
 # Run in a fresh process: only TensorFlow, as on a TF Serving host.
@@ -216,7 +217,7 @@ def test_export_layout_ops_and_warmup(tiny_asr_export):
     export_dir = tiny_asr_export / "1"
     info = json.loads((export_dir / "assets" / "export.json").read_text(encoding="utf-8"))
     assert info["task"] == "asr" and info["sample_rate"] == 16000
-    assert info["beam_size"] == 4 and info["beam_sizes"] == [0, 1, 4, 8, 16]
+    assert info["beam_size"] == 4 and info["beam_sizes"] == [0, 1, 4, 8, 16, 32]
     assert info["max_piece_seconds"] == 4.0
     # `--ctc-weight` and `--lm-weight` override the run's, and the assets record them.
     config = yaml.safe_load((export_dir / "assets" / "config.yaml").read_text(encoding="utf-8"))

@@ -51,7 +51,7 @@ from seq2seq.utils.decoding import BeamSize
 from seq2seq.utils.ngram import CharNgramLM, NgramScorer
 from seq2seq.utils.precision import dtype_policy
 
-ASR_BEAM_SIZES = (4, 8, 16)
+ASR_BEAM_SIZES = (4, 8, 16, 32)
 """Beam sizes that always get a `beam_N` signature (beam size 1 is `greedy`, 0 is
 `ctc_greedy`)."""
 
@@ -72,8 +72,8 @@ def asr_beam_sizes(default: int) -> list[int]:
     """The beam sizes an export has a signature for: 0 (`ctc_greedy`), 1 (`greedy`),
     `ASR_BEAM_SIZES` and the default one.
 
-    >>> asr_beam_sizes(3)
-    [0, 1, 3, 4, 8, 16]
+    >>> asr_beam_sizes(64)
+    [0, 1, 4, 8, 16, 32, 64]
     """
     return sorted({0, 1, default, *ASR_BEAM_SIZES})
 

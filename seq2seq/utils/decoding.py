@@ -226,13 +226,16 @@ class Rows:
     beam_size: BeamSize
     indices: tf.Tensor | None = None
 
-    def group(self, rows: tf.Tensor) -> tf.Tensor:
-        """`[n, ...]` -> `[batch, beam, ...]`, zeros where a row is not given."""
-        shape = tf.shape(rows)[1:]
+    def group(self, values: tf.Tensor) -> tf.Tensor:
+        """`[n, ...]` (one per given row) -> `[batch, beam, ...]`, zeros where a row is not
+        given."""
+        shape = tf.shape(values)[1:]
         if self.indices is not None:
             total = self.batch_size * self.beam_size
-            rows = tf.scatter_nd(self.indices[:, tf.newaxis], rows, tf.concat([[total], shape], 0))
-        return tf.reshape(rows, tf.concat([[self.batch_size, self.beam_size], shape], 0))
+            values = tf.scatter_nd(
+                self.indices[:, tf.newaxis], values, tf.concat([[total], shape], 0)
+            )
+        return tf.reshape(values, tf.concat([[self.batch_size, self.beam_size], shape], 0))
 
     def ungroup(self, grouped: tf.Tensor) -> tf.Tensor:
         """`[batch, beam, ...]` -> `[n, ...]`: the given rows, the inverse of `group`."""
@@ -241,8 +244,8 @@ class Rows:
 
     def take(self, per_example: tf.Tensor) -> tf.Tensor:
         """`[batch, ...]` -> `[n, ...]`: each given row's copy of its example's values."""
-        rows = tf.range(self.batch_size * self.beam_size) if self.indices is None else self.indices
-        return tf.gather(per_example, rows // self.beam_size)
+        given = tf.range(self.batch_size * self.beam_size) if self.indices is None else self.indices
+        return tf.gather(per_example, given // self.beam_size)
 
 
 def decode(
