@@ -172,10 +172,9 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
             "front-end and search in the graph; signatures serving_default (audio, "
             "audio_length), transcribe_wav (wav_bytes), ctc_greedy, greedy, beam_4, beam_8, "
             "beam_16 and beam_32 (and beam_N for a default beam size N); beam search is "
-            "joint with "
-            "the CTC head (--ctc-weight) and a character n-gram language model of the "
-            "corpus' lm.txt (--lm-weight). The "
-            "version appears only once it is complete and checked."
+            "joint with the CTC head (--ctc-weight) and a character n-gram language model "
+            "of the corpus' lm.txt (--lm-weight). The version appears only once it is "
+            "complete and checked."
         ),
     )
     parser.add_argument(

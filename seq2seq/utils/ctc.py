@@ -113,7 +113,8 @@ class CTCPrefixScorer:
     domain, so each is one cumulative log-sum-exp over all frames at once rather than
     a loop over frames. They run only for the extension the search chose (`[rows,
     frames]`); the prefix probabilities of all extensions need no recursion, only a sum
-    over frames: a step costs `O(rows * frames * vocab)` in one reduction.
+    over frames: a step costs `O(rows * frames * vocab)` in one batched matmul, which
+    reads each utterance's emissions once for all of its hypotheses.
 
     Args:
         blank_id: the CTC blank.
