@@ -183,7 +183,7 @@ class CTCPrefixScorer:
         """
         ids = tf.cast(ids, tf.int32)
         rows = rows or decoding.Rows(tf.shape(ids)[0], 1)
-        utterances = rows.take(tf.range(tf.shape(emissions.frame_lengths)[0]))
+        utterances = rows.examples()
         empty = tf.equal(ids, self.bos_id)
         non_blank, blank = self._extend(state, ids, emissions, utterances)
         non_blank = tf.where(empty[:, tf.newaxis], state.non_blank, non_blank)
@@ -210,7 +210,7 @@ class CTCPrefixScorer:
         repeat = (tokens == ids[:, tf.newaxis]) & ~empty[:, tf.newaxis]
         new_prefix = tf.where(repeat, repeated[:, tf.newaxis], new_prefix)  # [rows, vocab]
         # EOS: the frames end with h. Empty audio has only the empty transcript.
-        frame_lengths = tf.gather(emissions.frame_lengths, utterances)
+        frame_lengths = rows.take(emissions.frame_lengths)
         last = tf.maximum(frame_lengths - 1, 0)
         complete = tf.gather(either, last, axis=1, batch_dims=1)
         complete = tf.where(frame_lengths > 0, complete, tf.where(empty, 0.0, _NEG_INF))

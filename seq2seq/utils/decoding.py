@@ -218,8 +218,8 @@ class Rows:
     [[1.0, 0.0], [0.0, 2.0]]
     >>> rows.ungroup(tf.constant([[[1.0], [5.0]], [[6.0], [2.0]]]))[:, 0].numpy().tolist()
     [1.0, 2.0]
-    >>> rows.take(tf.constant([10, 20])).numpy().tolist()
-    [10, 20]
+    >>> rows.examples().numpy().tolist(), rows.take(tf.constant([10, 20])).numpy().tolist()
+    ([0, 1], [10, 20])
     """
 
     batch_size: int | tf.Tensor
@@ -242,10 +242,14 @@ class Rows:
         flat = tf.reshape(grouped, tf.concat([[-1], tf.shape(grouped)[2:]], 0))
         return flat if self.indices is None else tf.gather(flat, self.indices)
 
+    def examples(self) -> tf.Tensor:
+        """int32 `[n]`: the example each given row belongs to."""
+        given = tf.range(self.batch_size * self.beam_size) if self.indices is None else self.indices
+        return given // self.beam_size
+
     def take(self, per_example: tf.Tensor) -> tf.Tensor:
         """`[batch, ...]` -> `[n, ...]`: each given row's copy of its example's values."""
-        given = tf.range(self.batch_size * self.beam_size) if self.indices is None else self.indices
-        return tf.gather(per_example, given // self.beam_size)
+        return tf.gather(per_example, self.examples())
 
 
 def decode(
@@ -284,10 +288,9 @@ def decode(
     Returns:
         The `DecodingResult` of `greedy_search` or `beam_search`.
     """
-    rows_per_example = 1 if _is_single_beam(beam_size) else beam_size
 
     def step(ids: tf.Tensor, state: Any, rows: tf.Tensor | None) -> StepOutput:
-        return step_fn(ids, state, Rows(batch_size, rows_per_example, rows))
+        return step_fn(ids, state, Rows(batch_size, beam_size, rows))
 
     if _is_single_beam(beam_size):
         length_penalty, n_best = 0.0, 1
